@@ -1,0 +1,1 @@
+"""obliviate: make trained PyTorch models forget."""
