@@ -44,7 +44,8 @@ class Registry(Generic[T]):
             )
         if name in self._members and not force:
             raise ConfigError(
-                f"a {self.kind} named {name!r} is already registered; pass force=True to replace it."
+                f"a {self.kind} named {name!r} is already registered; "
+                "pass force=True to replace it."
             )
         self._members[name] = member
         return member

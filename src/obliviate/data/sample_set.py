@@ -164,9 +164,9 @@ class SampleSet:
             except (TypeError, ValueError):
                 raise DataError("labels must be integers; got non-numeric values.") from None
         if raw_labels.dtype.kind == "f":
-            missing = np.flatnonzero(~np.isfinite(raw_labels))
-            if missing.size:
-                raise DataError(f"labels are missing (NaN) at rows {_preview(missing.tolist())}.")
+            nan_rows = np.flatnonzero(~np.isfinite(raw_labels))
+            if nan_rows.size:
+                raise DataError(f"labels are missing (NaN) at rows {_preview(nan_rows.tolist())}.")
             if np.any(raw_labels != np.round(raw_labels)):
                 raise DataError("labels must be integers; got non-integral values.")
         elif raw_labels.dtype.kind not in "iub":

@@ -1,0 +1,200 @@
+"""The Strategy contract shared by exact and approximate unlearning.
+
+A strategy is bound to one named model in a workspace. ``fit`` trains it, ``forget`` removes
+samples and returns evidence of what happened, ``predict`` serves the active version.
+Every result says whether the forget was exact or approximate.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+from torch import nn
+
+from obliviate.registry import Registry
+
+if TYPE_CHECKING:
+    from obliviate.data.feature_store import FeatureStore
+    from obliviate.provenance import Provenance
+    from obliviate.storage import CheckpointStore
+
+__all__ = [
+    "STRATEGIES",
+    "FitResult",
+    "ForgetResult",
+    "Guarantee",
+    "ModelContext",
+    "Prediction",
+    "ProgressEvent",
+    "Strategy",
+]
+
+ModelFactory = Callable[[], nn.Module]
+ProgressCallback = Callable[["ProgressEvent"], None]
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """A unit of long work finished: ``done`` of ``total`` steps of ``task``."""
+
+    task: str
+    done: int
+    total: int
+    detail: str = ""
+
+
+class Guarantee(str, enum.Enum):
+    """What a forget promises.
+
+    EXACT: the served parameters equal retraining without the samples, bit for bit.
+    APPROXIMATE: an update that aims at the retrained model; carries evidence, not proof.
+    """
+
+    EXACT = "exact"
+    APPROXIMATE = "approximate"
+
+
+@dataclass(frozen=True)
+class ModelContext:
+    """Everything a strategy needs from its workspace, for one named model."""
+
+    name: str
+    dataset: str
+    provenance: Provenance
+    store: CheckpointStore
+    features: FeatureStore
+    model_dir: Path
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """The outcome of ``fit`` or ``add``: the version now served and what training cost."""
+
+    model: str
+    version: int
+    components: tuple[str, ...]
+    samples: int
+    sample_passes: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ForgetResult:
+    """The outcome of one batched deletion.
+
+    Attributes:
+        model: the model's name.
+        guarantee: exact or approximate.
+        deletion_id: the provenance record of this deletion.
+        forgotten_sample_ids: samples removed by this request.
+        already_deleted_ids: requested samples an earlier request had removed (not re-done).
+        noop: nothing was active to forget; no model changed.
+        version_before: the version served when the request arrived.
+        rolled_back_version: the exact version activated before any retraining (instant).
+        version: the final retrained version (``None`` until a background retrain finishes).
+        affected_components: components that held a deleted sample.
+        earliest_slices: per affected component, the first slice that had to be retrained.
+        samples_retrained: distinct samples the retraining trained on.
+        sample_passes: samples x epochs of retraining.
+        rollback_seconds: time from the call to the exact rolled-back version being active.
+        seconds: total time, including retraining (when it ran in the foreground).
+        pending: a future resolving to the completed result when retraining runs in the
+            background; ``None`` otherwise.
+    """
+
+    model: str
+    guarantee: Guarantee
+    deletion_id: int | None
+    forgotten_sample_ids: tuple[str, ...]
+    already_deleted_ids: tuple[str, ...]
+    noop: bool
+    version_before: int | None
+    rolled_back_version: int | None
+    version: int | None
+    affected_components: tuple[str, ...]
+    earliest_slices: Mapping[str, int]
+    samples_retrained: int
+    sample_passes: int
+    rollback_seconds: float
+    seconds: float
+    pending: Future[ForgetResult] | None = field(default=None, compare=False, repr=False)
+
+    def wait(self, timeout: float | None = None) -> ForgetResult:
+        """The completed result: ``self`` when nothing is pending, else the background one."""
+        return self if self.pending is None else self.pending.result(timeout)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Aggregated predictions and how they were made.
+
+    Attributes:
+        labels: predicted class per input.
+        probabilities: aggregated class scores per input (vote shares or mean probabilities).
+        version: the model version that answered.
+        components_used: components that voted.
+        components_total: components the model has.
+        degraded: some components were left out (rolled back with no earlier checkpoint).
+    """
+
+    labels: npt.NDArray[np.int64]
+    probabilities: npt.NDArray[np.float32]
+    version: int
+    components_used: int
+    components_total: int
+    degraded: bool
+
+
+class Strategy(ABC):
+    """A way of training that makes forgetting possible.
+
+    Subclasses set ``name``, ``guarantee`` and ``config_class`` and register themselves in
+    :data:`STRATEGIES`.
+    """
+
+    name: ClassVar[str]
+    guarantee: ClassVar[Guarantee]
+    config_class: ClassVar[type[Any]]
+
+    def __init__(
+        self, config: Any, *, context: ModelContext, model_factory: ModelFactory | None = None
+    ) -> None:
+        self.config = config
+        self.context = context
+        self.model_factory = model_factory
+        self.progress: ProgressCallback | None = None
+
+    def report(self, task: str, done: int, total: int, detail: str = "") -> None:
+        """Tells the progress callback (if any) about finished work; the CLI draws bars."""
+        if self.progress is not None:
+            self.progress(ProgressEvent(task=task, done=done, total=total, detail=detail))
+
+    @abstractmethod
+    def fit(self, *, sample_ids: Sequence[str] | None = None) -> FitResult:
+        """Trains from scratch on the dataset's active samples (or the given subset)."""
+
+    @abstractmethod
+    def forget(
+        self,
+        *,
+        sample_ids: Sequence[str] = (),
+        subject_ids: Sequence[str] = (),
+        reason: str = "",
+        background: bool = False,
+    ) -> ForgetResult:
+        """Removes samples (by id or by data subject) from the served model."""
+
+    @abstractmethod
+    def predict(self, features: npt.ArrayLike, *, version: int | None = None) -> Prediction:
+        """Predicts with the active version (or a given one)."""
+
+
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy")

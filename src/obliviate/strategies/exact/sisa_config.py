@@ -1,0 +1,133 @@
+"""SISAConfig: the validated, serialisable configuration of a SISA model."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from obliviate._hashing import sha256_hex
+from obliviate.errors import ConfigError
+from obliviate.strategies.exact.aggregation import AGGREGATIONS
+from obliviate.strategies.exact.sharding import SHARDINGS
+from obliviate.training import TrainConfig, slice_epochs
+
+__all__ = ["SISAConfig"]
+
+_SCHEDULES = ("equal_work", "constant")
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SISAConfig:
+    """Configuration of :class:`~obliviate.strategies.exact.sisa.SISA`.
+
+    Args:
+        shards: number of isolated shard models (S).
+        slices: slices per shard (R); each slice end is a checkpoint to resume from.
+        sharding: ``"uniform"``, ``"by_subject"`` or ``"class_balanced"``.
+        aggregation: ``"vote"``, ``"weighted_vote"`` or ``"mean_prob"``.
+        model: a model-zoo name (``"mlp"``, ``"cnn"``, ...) or ``"package.module:function"``;
+            ignored when a ``model_factory`` is passed to the strategy.
+        model_options: keyword options for the zoo builder.
+        train: optimisation settings; ``train.epochs`` is the per-shard epoch budget.
+        schedule: ``"equal_work"`` spreads ``train.epochs`` over slices at no extra cost;
+            ``"constant"`` trains every slice stage for ``train.epochs`` epochs.
+        added_slice_epochs: epochs for each slice added later with ``add``; defaults to the
+            average equal-work slice budget.
+        seed: root seed for placement, initialisation, order and dropout.
+    """
+
+    shards: int = 5
+    slices: int = 1
+    sharding: str = "uniform"
+    aggregation: str = "vote"
+    model: str = "mlp"
+    model_options: Mapping[str, Any] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    schedule: str = "equal_work"
+    added_slice_epochs: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not isinstance(self.shards, int) or self.shards < 1:
+            problems.append(f"shards must be an integer >= 1; got {self.shards!r}")
+        if not isinstance(self.slices, int) or self.slices < 1:
+            problems.append(f"slices must be an integer >= 1; got {self.slices!r}")
+        if self.sharding not in SHARDINGS:
+            problems.append(f"sharding must be one of {SHARDINGS.names()}; got {self.sharding!r}")
+        if self.aggregation not in AGGREGATIONS:
+            problems.append(
+                f"aggregation must be one of {AGGREGATIONS.names()}; got {self.aggregation!r}"
+            )
+        if self.schedule not in _SCHEDULES:
+            problems.append(f"schedule must be one of {_SCHEDULES}; got {self.schedule!r}")
+        if self.added_slice_epochs is not None and (
+            not isinstance(self.added_slice_epochs, int) or self.added_slice_epochs < 0
+        ):
+            problems.append(
+                "added_slice_epochs must be a non-negative integer; "
+                f"got {self.added_slice_epochs!r}"
+            )
+        if not isinstance(self.seed, int):
+            problems.append(f"seed must be an integer; got {self.seed!r}")
+        if not isinstance(self.train, TrainConfig):
+            problems.append("train must be a TrainConfig")
+        if problems:
+            raise ConfigError("invalid SISAConfig: " + "; ".join(problems) + ".")
+
+    def stage_epochs(self, last_slice: int) -> list[int]:
+        """Epochs per slice stage for slices ``0..last_slice`` (added slices included)."""
+        base = slice_epochs(epochs=self.train.epochs, slices=self.slices, schedule=self.schedule)
+        added = self.added_slice_epochs
+        if added is None:
+            added = max(1, round(2 * self.train.epochs / (self.slices + 1)))
+        extra = max(last_slice + 1 - self.slices, 0)
+        return base + [added] * extra
+
+    @property
+    def horizon_epochs(self) -> int:
+        """The learning-rate schedule's horizon: the epochs of the initial slices."""
+        return sum(self.stage_epochs(self.slices - 1))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form tagged with its kind and format version."""
+        return {
+            "kind": "sisa_config",
+            "format_version": FORMAT_VERSION,
+            "shards": self.shards,
+            "slices": self.slices,
+            "sharding": self.sharding,
+            "aggregation": self.aggregation,
+            "model": self.model,
+            "model_options": dict(self.model_options),
+            "train": self.train.to_dict(),
+            "schedule": self.schedule,
+            "added_slice_epochs": self.added_slice_epochs,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SISAConfig:
+        """Inverse of :meth:`to_dict`; a wrong kind or version is a ConfigError."""
+        payload = dict(data)
+        kind = payload.pop("kind", "sisa_config")
+        version = payload.pop("format_version", FORMAT_VERSION)
+        if kind != "sisa_config" or version != FORMAT_VERSION:
+            raise ConfigError(
+                f"expected a sisa_config of format_version {FORMAT_VERSION}; "
+                f"got kind={kind!r}, format_version={version!r}."
+            )
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(payload) - known)
+        if unknown:
+            raise ConfigError(f"unknown SISAConfig fields {unknown}; valid: {sorted(known)}.")
+        if "train" in payload and isinstance(payload["train"], Mapping):
+            payload["train"] = TrainConfig.from_dict(dict(payload["train"]))
+        return cls(**payload)
+
+    def config_hash(self) -> str:
+        """SHA-256 of the canonical JSON form: checkpoints are bound to it."""
+        return sha256_hex(json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")))

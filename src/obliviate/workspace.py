@@ -1,0 +1,287 @@
+"""Workspace: the front door. One directory with the registry, checkpoints and features.
+
+::
+
+    <workspace>/
+      obliviate.json      kind, format_version, database and storage URLs
+      registry.db         provenance registry (SQLite, WAL, synchronous=FULL) unless a URL is set
+      checkpoints/        content-addressed safetensors + JSON sidecars
+      features/           registered features, one memory-mapped chunk per registration
+      models/<name>/      placement plans
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from obliviate.data.feature_store import FeatureStore
+from obliviate.data.sample_set import SampleSet
+from obliviate.errors import ConfigError, WorkspaceError
+from obliviate.provenance import DatasetRecord, Provenance, VerifyReport
+from obliviate.storage import CheckpointStore
+from obliviate.strategies import STRATEGIES, ForgetResult, ModelContext, Strategy
+from obliviate.strategies.base import ModelFactory
+
+__all__ = ["Workspace"]
+
+_MANIFEST = "obliviate.json"
+_FORMAT_VERSION = 1
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def _check_name(value: str, what: str) -> str:
+    if not _NAME.match(value):
+        raise ConfigError(
+            f"{what} names use letters, digits, '_', '.', '-' (at most 128, starting with a "
+            f"letter or digit); got {value!r}."
+        )
+    return value
+
+
+class Workspace:
+    """A directory holding everything obliviate knows about some data and its models.
+
+    Use :meth:`init` once, then :meth:`open`. Both return a workspace usable as a context
+    manager.
+
+    Example:
+        >>> import tempfile, numpy as np
+        >>> from obliviate import SampleSet, Workspace
+        >>> ws = Workspace.init(tempfile.mkdtemp())
+        >>> ds = ws.register(SampleSet.from_arrays(features=np.eye(4), labels=[0, 1, 0, 1],
+        ...                                        name="toy"))
+        >>> ds.num_active
+        4
+        >>> ws.close()
+    """
+
+    def __init__(self, root: Path, *, database_url: str, storage_url: str) -> None:
+        self.root = root
+        self.database_url = database_url
+        self.storage_url = storage_url
+        self.provenance = Provenance.connect(database_url)
+        self.store = CheckpointStore(storage_url)
+        self.features = FeatureStore(root / "features")
+        self._strategies: list[Strategy] = []
+
+    # ---------------------------------------------------------------------------- opening
+    @classmethod
+    def init(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        database_url: str | None = None,
+        storage_url: str | None = None,
+        exist_ok: bool = False,
+    ) -> Workspace:
+        """Creates a workspace at ``path`` (SQLite and local files unless URLs are given)."""
+        root = Path(path).resolve()
+        manifest = root / _MANIFEST
+        if manifest.exists():
+            if not exist_ok:
+                raise WorkspaceError(f"a workspace already exists at {root}; open it instead.")
+            return cls.open(root)
+        root.mkdir(parents=True, exist_ok=True)
+        data = {
+            "kind": "workspace",
+            "format_version": _FORMAT_VERSION,
+            "database_url": database_url,
+            "storage_url": storage_url,
+        }
+        workspace = cls._from_manifest(root, data)
+        tmp = manifest.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, manifest)
+        return workspace
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Workspace:
+        """Opens an existing workspace.
+
+        Raises:
+            WorkspaceError: ``path`` holds no workspace, or its manifest is unreadable.
+        """
+        root = Path(path).resolve()
+        manifest = root / _MANIFEST
+        if not manifest.exists():
+            raise WorkspaceError(
+                f"no workspace at {root}; create one with `obliviate workspace init {path}` "
+                "or Workspace.init(path)."
+            )
+        try:
+            data = json.loads(manifest.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise WorkspaceError(
+                f"the workspace manifest {manifest} is unreadable: {exc}"
+            ) from None
+        if data.get("kind") != "workspace" or data.get("format_version") != _FORMAT_VERSION:
+            raise WorkspaceError(
+                f"{manifest} is not a format-{_FORMAT_VERSION} obliviate workspace manifest."
+            )
+        return cls._from_manifest(root, data)
+
+    @classmethod
+    def _from_manifest(cls, root: Path, data: dict[str, Any]) -> Workspace:
+        database_url = data.get("database_url") or f"sqlite:///{root / 'registry.db'}"
+        storage_url = data.get("storage_url") or (root / "checkpoints").as_uri()
+        return cls(root, database_url=database_url, storage_url=storage_url)
+
+    def close(self) -> None:
+        """Waits for background work, then releases the database."""
+        for strategy in self._strategies:
+            close = getattr(strategy, "close", None)
+            if callable(close):
+                close()
+        self._strategies.clear()
+        self.provenance.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------- data
+    def register(
+        self, samples: SampleSet, *, dataset: str | None = None, deletable: bool = True
+    ) -> DatasetRecord:
+        """Registers samples under ``dataset`` (default: ``samples.name``).
+
+        Features are written first and the registry second, in one transaction; if the
+        registry rejects the samples (duplicate ids, a shape mismatch), the features written
+        are removed again, so nothing is half-registered.
+        """
+        name = _check_name(dataset or samples.name, "dataset")
+        chunk = self.features.write_chunk(name, samples.features)
+        try:
+            return self.provenance.register_samples(
+                dataset=name, samples=samples, chunk=chunk, deletable=deletable
+            )
+        except BaseException:
+            self.features.remove_chunk(name, chunk)
+            raise
+
+    # ----------------------------------------------------------------------------- models
+    def _context(self, name: str, dataset: str) -> ModelContext:
+        return ModelContext(
+            name=name,
+            dataset=dataset,
+            provenance=self.provenance,
+            store=self.store,
+            features=self.features,
+            model_dir=self.root / "models" / name,
+        )
+
+    def create(
+        self,
+        *,
+        name: str,
+        dataset: str,
+        strategy: str = "sisa",
+        config: Any = None,
+        model_factory: ModelFactory | None = None,
+    ) -> Strategy:
+        """Creates model ``name`` without training it (call ``fit`` on the result)."""
+        _check_name(name, "model")
+        cls = STRATEGIES.get(strategy)
+        config = cls.config_class() if config is None else config
+        if not isinstance(config, cls.config_class):
+            raise ConfigError(
+                f"strategy {strategy!r} needs a {cls.config_class.__name__}; "
+                f"got {type(config).__name__}."
+            )
+        if model_factory is not None and hasattr(config, "model"):
+            # The marker is part of the config hash, so reopening with the same factory
+            # reproduces the same lineage.
+            marker = f"<factory {getattr(model_factory, '__qualname__', 'callable')}>"
+            config = dataclasses.replace(config, model=marker)
+        self.provenance.dataset(dataset)
+        self.provenance.create_model(
+            name=name, strategy=strategy, config=config.to_dict(), dataset=dataset
+        )
+        instance = cls(config, context=self._context(name, dataset), model_factory=model_factory)
+        self._strategies.append(instance)
+        return instance
+
+    def train(
+        self,
+        *,
+        name: str,
+        dataset: str,
+        strategy: str = "sisa",
+        config: Any = None,
+        model_factory: ModelFactory | None = None,
+        sample_ids: Sequence[str] | None = None,
+    ) -> Strategy:
+        """Creates model ``name`` with ``strategy`` and fits it on ``dataset``.
+
+        Args:
+            name: a new model name.
+            dataset: a registered dataset.
+            strategy: a registered strategy name (see ``obliviate.STRATEGIES``).
+            config: that strategy's config object; defaults to its defaults.
+            model_factory: ``() -> nn.Module``; overrides ``config.model``. It is not stored,
+                so pass it again to :meth:`model` when reopening.
+            sample_ids: train on these samples only (default: every active sample).
+        """
+        instance = self.create(
+            name=name,
+            dataset=dataset,
+            strategy=strategy,
+            config=config,
+            model_factory=model_factory,
+        )
+        instance.fit(sample_ids=sample_ids)
+        return instance
+
+    def model(self, name: str, *, model_factory: ModelFactory | None = None) -> Strategy:
+        """Reopens a trained model by name."""
+        record = self.provenance.model(name)
+        cls = STRATEGIES.get(record.strategy)
+        if str(record.config.get("model", "")).startswith("<factory") and model_factory is None:
+            raise ConfigError(
+                f"model {name!r} was trained with a Python model factory; pass the same "
+                "model_factory= to Workspace.model()."
+            )
+        config = cls.config_class.from_dict(record.config)
+        instance = cls(
+            config, context=self._context(name, record.dataset), model_factory=model_factory
+        )
+        self._strategies.append(instance)
+        return instance
+
+    def forget(
+        self,
+        *,
+        model: str,
+        sample_ids: Sequence[str] = (),
+        subject_ids: Sequence[str] = (),
+        reason: str = "",
+        background: bool = False,
+        model_factory: ModelFactory | None = None,
+    ) -> ForgetResult:
+        """Forgets samples or subjects from ``model`` (see :meth:`Strategy.forget`)."""
+        return self.model(model, model_factory=model_factory).forget(
+            sample_ids=sample_ids, subject_ids=subject_ids, reason=reason, background=background
+        )
+
+    def verify(self, *, model: str, version: int | None = None) -> VerifyReport:
+        """Checks that no component of a model version has seen a deleted sample."""
+        if version is None:
+            active = self.provenance.active_version(model)
+            if active is None:
+                raise WorkspaceError(f"model {model!r} has no active version to verify.")
+            version = active.number
+        return self.provenance.verify_version(model=model, number=version)
