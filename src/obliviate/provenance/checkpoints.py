@@ -17,9 +17,9 @@ import sqlalchemy as sa
 
 from obliviate.errors import ConfigError, ProvenanceError, UnknownSampleError
 from obliviate.provenance import lookups
+from obliviate.provenance._bulk import bulk_insert
 from obliviate.provenance._util import (
     IN_CHUNK,
-    ROW_CHUNK,
     as_pk_array,
     canonical_json,
     chunks,
@@ -44,6 +44,9 @@ __all__ = [
     "model_records",
     "record_checkpoint",
 ]
+
+# Range-scan the samples table when the pks cover at least 1/_DENSE of their span.
+_DENSE = 4
 
 
 def create_model(
@@ -227,8 +230,7 @@ def record_checkpoint(
         )
     )
     rows = [{"checkpoint_id": checkpoint_id, "sample_pk": pk} for pk in pks.tolist()]
-    for part in chunks(rows, ROW_CHUNK):
-        conn.execute(sa.insert(CheckpointSample), list(part))
+    bulk_insert(conn, CheckpointSample, rows)
     return checkpoint_records(conn, ids=[checkpoint_id])[0]
 
 
@@ -252,10 +254,20 @@ def _same_or_raise(
 
 
 def _require_samples(conn: sa.Connection, pks: npt.NDArray[np.int64]) -> None:
-    missing: list[int] = []
-    for part in chunks(pks.tolist(), IN_CHUNK):
-        present = set(conn.execute(sa.select(Sample.id).where(Sample.id.in_(part))).scalars())
-        missing.extend(pk for pk in part if pk not in present)
+    if pks.size == 0:
+        return
+    low, high = int(pks[0]), int(pks[-1])
+    if high - low + 1 <= _DENSE * pks.size:
+        # Dense pks (a shard or slice of a registered chunk): one range scan beats many
+        # IN lists, which are slow to plan on PostgreSQL.
+        stmt = sa.select(Sample.id).where(Sample.id.between(low, high))
+        present = np.fromiter(conn.execute(stmt).scalars(), dtype=np.int64)
+    else:
+        found: list[int] = []
+        for part in chunks(pks.tolist(), IN_CHUNK):
+            found.extend(conn.execute(sa.select(Sample.id).where(Sample.id.in_(part))).scalars())
+        present = np.asarray(found, dtype=np.int64)
+    missing = pks[~np.isin(pks, present)].tolist()
     if missing:
         raise UnknownSampleError(
             f"{len(missing)} sample pk(s) are not registered: {preview(missing)}; pass pks from "

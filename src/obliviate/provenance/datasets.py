@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from obliviate.data.sample_set import SampleSet
 from obliviate.errors import ConfigError, DataError
 from obliviate.provenance import lookups
+from obliviate.provenance._bulk import bulk_insert
 from obliviate.provenance._util import (
     IN_CHUNK,
-    ROW_CHUNK,
     as_id_list,
     chunks,
     inserted_pk,
@@ -97,8 +97,7 @@ def register_samples(
             zip(ids, subjects, samples.content_hashes(), samples.labels.tolist(), strict=True)
         )
     ]
-    for part in chunks(rows, ROW_CHUNK):
-        conn.execute(sa.insert(Sample), list(part))
+    bulk_insert(conn, Sample, rows)
     return dataset_id
 
 

@@ -21,9 +21,9 @@ from obliviate.errors import (
     UnknownSampleError,
 )
 from obliviate.provenance import lookups
+from obliviate.provenance._bulk import bulk_insert
 from obliviate.provenance._util import (
     IN_CHUNK,
-    ROW_CHUNK,
     as_pk_array,
     canonical_json,
     chunks,
@@ -131,8 +131,7 @@ def begin_deletion(
     )
     deletion_id = inserted_pk(result)
     rows = [{"deletion_id": deletion_id, "sample_pk": pk} for pk in pk_list]
-    for batch in chunks(rows, ROW_CHUNK):
-        conn.execute(sa.insert(DeletionSample), list(batch))
+    bulk_insert(conn, DeletionSample, rows)
     return deletion_id
 
 

@@ -15,6 +15,7 @@ Subjects: s0 and s1 belong to alice, s2 to bob.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
@@ -176,7 +177,7 @@ def test_conflicting_rerecord_is_refused(chain: Chain) -> None:
 
 def test_bad_checkpoints_write_nothing(chain: Chain) -> None:
     prov = chain.prov
-    common = {
+    common: dict[str, Any] = {
         "model": "m",
         "component": "shard-2",
         "storage_url": "file:///x",
@@ -188,10 +189,11 @@ def test_bad_checkpoints_write_nothing(chain: Chain) -> None:
         prov.record_checkpoint(
             checkpoint_id=hex64(50), parent_id=hex64(51), new_sample_pks=[], **common
         )
-    with pytest.raises(UnknownSampleError, match="999999"):
-        prov.record_checkpoint(
-            checkpoint_id=hex64(50), parent_id=None, new_sample_pks=[999_999], **common
-        )
+    for pks in ([999_999], [chain.pk["s0"], 999_999]):  # dense and sparse pk checks
+        with pytest.raises(UnknownSampleError, match="999999"):
+            prov.record_checkpoint(
+                checkpoint_id=hex64(50), parent_id=None, new_sample_pks=pks, **common
+            )
     with pytest.raises(ConfigError, match="64-character"):
         prov.record_checkpoint(checkpoint_id="abc", parent_id=None, new_sample_pks=[], **common)
     assert prov.checkpoints(model="m", component="shard-2") == []

@@ -177,3 +177,13 @@ def test_timestamps_are_utc(prov: Provenance) -> None:
     model = prov.create_model(name="m", strategy="retrain", config={}, dataset="toy")
     assert model.created_at.tzinfo is not None
     assert model.created_at.utcoffset() == timezone.utc.utcoffset(None)
+
+
+def test_a_second_registry_sees_committed_work(prov: Provenance, db_url: str) -> None:
+    prov.register_samples(dataset="toy", samples=make_samples(IDS), chunk="c0")
+    with Provenance.connect(db_url, migrate=False) as other:
+        assert other.dataset("toy").num_active == 6
+        other.begin_deletion(
+            dataset="toy", sample_pks=other.samples(dataset="toy").pk[:2], reason="x"
+        )
+    assert prov.dataset("toy").num_deleted == 2

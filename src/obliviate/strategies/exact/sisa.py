@@ -275,6 +275,7 @@ class SISA(Strategy):
         if not sample_ids and not subject_ids:
             raise DataError("forget needs sample_ids or subject_ids; got neither.")
         self._lock.acquire()
+        handed_off = False  # once retraining owns the lock, it releases it
         try:
             current = prov.active_version(self.context.name)
             if current is None:
@@ -290,11 +291,27 @@ class SISA(Strategy):
                     f"{list(resolution.unknown_ids)[:5]}; nothing was deleted."
                 )
             already = tuple(resolution.already_deleted_ids)
-            pks = np.asarray(resolution.active_pks, dtype=np.int64)
-            if len(pks) == 0:
-                return self._noop(current, already, start)
+            new_pks = np.asarray(resolution.active_pks, dtype=np.int64)
+            deletion_id: int | None = None
+            if len(new_pks):
+                deletion = prov.begin_deletion(
+                    dataset=self.context.dataset,
+                    sample_pks=new_pks,
+                    model=self.context.name,
+                    reason=reason,
+                    from_version=current.number,
+                )
+                deletion_id = deletion.id
+                self._purge_features(new_pks)
+            # Deletion is per dataset: besides the new ids, this model must drop every deleted
+            # sample its served version still contains (e.g. one another model forgot first).
+            stale_ids, stale_pks = self._deleted_in(current)
+            if len(stale_pks) == 0:
+                if deletion_id is not None:
+                    prov.update_deletion(deletion_id, status="noop")
+                return self._noop(current, already, start, deletion_id)
             plan = Plan.load(self.context.model_dir)
-            pos = plan.lookup(pks)
+            pos = plan.lookup(stale_pks)
             hit = pos[pos >= 0]
             earliest: dict[str, int] = {}
             for shard, slice_ in zip(
@@ -302,24 +319,17 @@ class SISA(Strategy):
             ):
                 name = component_name(shard)
                 earliest[name] = min(earliest.get(name, slice_), slice_)
-            deletion = prov.begin_deletion(
-                dataset=self.context.dataset,
-                sample_pks=pks,
-                model=self.context.name,
-                reason=reason,
-                from_version=current.number,
-            )
-            self._purge_features(pks)
             rolled = self._activate_rollback(current, earliest)
-            prov.update_deletion(
-                deletion.id, status="rolled_back", rolled_back_version=rolled.number
-            )
+            if deletion_id is not None:
+                prov.update_deletion(
+                    deletion_id, status="rolled_back", rolled_back_version=rolled.number
+                )
             rollback_seconds = time.perf_counter() - start
             partial = ForgetResult(
                 model=self.context.name,
                 guarantee=Guarantee.EXACT,
-                deletion_id=deletion.id,
-                forgotten_sample_ids=tuple(resolution.active_ids),
+                deletion_id=deletion_id,
+                forgotten_sample_ids=tuple(stale_ids),
                 already_deleted_ids=already,
                 noop=False,
                 version_before=current.number,
@@ -332,42 +342,55 @@ class SISA(Strategy):
                 rollback_seconds=rollback_seconds,
                 seconds=rollback_seconds,
             )
-        except BaseException:
-            self._lock.release()
-            raise
 
-        def finish() -> ForgetResult:
-            try:
-                version, passes, samples = self._bring_up_to_date(
-                    Plan.load(self.context.model_dir),
-                    kind="retrained",
-                    affected=set(partial.affected_components),
+            def finish() -> ForgetResult:
+                try:
+                    version, passes, samples = self._bring_up_to_date(
+                        Plan.load(self.context.model_dir),
+                        kind="retrained",
+                        affected=set(partial.affected_components),
+                    )
+                    if deletion_id is not None:
+                        prov.update_deletion(
+                            deletion_id, status="completed", to_version=version.number
+                        )
+                except BaseException:
+                    if deletion_id is not None:
+                        prov.update_deletion(deletion_id, status="failed")
+                    raise
+                finally:
+                    self._lock.release()
+                return replace(
+                    partial,
+                    version=version.number,
+                    samples_retrained=samples,
+                    sample_passes=passes,
+                    seconds=time.perf_counter() - start,
                 )
-                prov.update_deletion(deletion.id, status="completed", to_version=version.number)
-            except BaseException:
-                prov.update_deletion(deletion.id, status="failed")
-                raise
-            finally:
-                self._lock.release()
-            return replace(
-                partial,
-                version=version.number,
-                samples_retrained=samples,
-                sample_passes=passes,
-                seconds=time.perf_counter() - start,
-            )
 
-        if background:
-            future: Future[ForgetResult] = self._background.submit(finish)
-            return replace(partial, pending=future)
+            if background:
+                future: Future[ForgetResult] = self._background.submit(finish)
+                handed_off = True
+                return replace(partial, pending=future)
+            handed_off = True
+        finally:
+            if not handed_off:
+                self._lock.release()
         return finish()
 
-    def _noop(self, current: VersionRecord, already: tuple[str, ...], start: float) -> ForgetResult:
+    def _noop(
+        self,
+        current: VersionRecord,
+        already: tuple[str, ...],
+        start: float,
+        deletion_id: int | None,
+    ) -> ForgetResult:
+        """No served component holds any of the samples: the model stays as it is."""
         seconds = time.perf_counter() - start
         return ForgetResult(
             model=self.context.name,
             guarantee=Guarantee.EXACT,
-            deletion_id=None,
+            deletion_id=deletion_id,
             forgotten_sample_ids=(),
             already_deleted_ids=already,
             noop=True,
@@ -381,6 +404,17 @@ class SISA(Strategy):
             rollback_seconds=seconds,
             seconds=seconds,
         )
+
+    def _deleted_in(self, version: VersionRecord) -> tuple[list[str], npt.NDArray[np.int64]]:
+        """Deleted samples that ``version`` has seen: ids and primary keys."""
+        report = self.context.provenance.verify_version(
+            model=self.context.name, number=version.number
+        )
+        if report.ok:
+            return [], np.empty(0, dtype=np.int64)
+        deleted = self.context.provenance.samples(dataset=self.context.dataset, status="deleted")
+        rows = np.flatnonzero(np.isin(deleted.sample_ids, np.asarray(report.deleted_seen)))
+        return deleted.sample_ids[rows].tolist(), deleted.pk[rows]
 
     def _purge_features(self, pks: npt.NDArray[np.int64]) -> None:
         table = self.context.provenance.samples(dataset=self.context.dataset, status="deleted")
