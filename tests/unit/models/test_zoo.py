@@ -139,3 +139,18 @@ def test_samples_are_independent_in_a_batch() -> None:
 def test_group_fallback(channels: int, groups: int, expected: int) -> None:
     assert num_groups(channels, groups) == expected
     assert channels % num_groups(channels, groups) == 0
+
+
+def test_cnn_downsampling_modes_give_logits() -> None:
+    import torch
+
+    from obliviate.errors import ConfigError
+    from obliviate.models import build_model
+
+    for mode in ("stride", "pool"):
+        model = build_model("cnn", input_shape=(1, 28, 28), num_classes=10, downsample=mode)
+        assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    import pytest
+
+    with pytest.raises(ConfigError, match="downsample"):
+        build_model("cnn", input_shape=(1, 28, 28), num_classes=10, downsample="nope")
