@@ -218,6 +218,7 @@ class VerifyReport:
         ok: ``True`` iff no checkpoint in the version's lineage saw a deleted sample.
         deleted_seen: the deleted sample ids in the version's lineage.
         components_with_deleted: component name to the deleted sample ids in its lineage.
+        deleted_seen_pks: primary keys of ``deleted_seen``, in the same order.
     """
 
     model: str
@@ -225,6 +226,7 @@ class VerifyReport:
     ok: bool
     deleted_seen: list[str]
     components_with_deleted: dict[str, list[str]] = field(default_factory=dict)
+    deleted_seen_pks: list[int] = field(default_factory=list)
 
     def raise_if_failed(self) -> None:
         """Raises if the version has seen deleted samples, for callers that must not go on.

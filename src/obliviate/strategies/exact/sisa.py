@@ -302,12 +302,12 @@ class SISA(Strategy):
                     from_version=current.number,
                 )
                 deletion_id = deletion.id
-                self._purge_features(new_pks)
             # Deletion is per dataset: besides the new ids, this model must drop every deleted
             # sample its served version still contains (e.g. one another model forgot first).
             stale_ids, stale_pks = self._deleted_in(current)
             if len(stale_pks) == 0:
                 if deletion_id is not None:
+                    self._purge_features(new_pks)
                     prov.update_deletion(deletion_id, status="noop")
                 return self._noop(current, already, start, deletion_id)
             plan = Plan.load(self.context.model_dir)
@@ -325,6 +325,8 @@ class SISA(Strategy):
                     deletion_id, status="rolled_back", rolled_back_version=rolled.number
                 )
             rollback_seconds = time.perf_counter() - start
+            if len(new_pks):
+                self._purge_features(new_pks)
             partial = ForgetResult(
                 model=self.context.name,
                 guarantee=Guarantee.EXACT,
@@ -410,11 +412,7 @@ class SISA(Strategy):
         report = self.context.provenance.verify_version(
             model=self.context.name, number=version.number
         )
-        if report.ok:
-            return [], np.empty(0, dtype=np.int64)
-        deleted = self.context.provenance.samples(dataset=self.context.dataset, status="deleted")
-        rows = np.flatnonzero(np.isin(deleted.sample_ids, np.asarray(report.deleted_seen)))
-        return deleted.sample_ids[rows].tolist(), deleted.pk[rows]
+        return list(report.deleted_seen), np.asarray(report.deleted_seen_pks, dtype=np.int64)
 
     def _purge_features(self, pks: npt.NDArray[np.int64]) -> None:
         table = self.context.provenance.samples(dataset=self.context.dataset, status="deleted")
