@@ -24,6 +24,7 @@ from typing import Any
 from obliviate.data.feature_store import FeatureStore
 from obliviate.data.sample_set import SampleSet
 from obliviate.errors import ConfigError, WorkspaceError
+from obliviate.models import resolve_factory
 from obliviate.provenance import DatasetRecord, Provenance, VerifyReport
 from obliviate.storage import CheckpointStore
 from obliviate.strategies import STRATEGIES, ForgetResult, ModelContext, Strategy
@@ -207,6 +208,9 @@ class Workspace:
             # reproduces the same lineage.
             marker = f"<factory {getattr(model_factory, '__qualname__', 'callable')}>"
             config = dataclasses.replace(config, model=marker)
+        spec = getattr(config, "model", None)
+        if model_factory is None and isinstance(spec, str) and ":" in spec:
+            resolve_factory(spec)  # fail on a bad import before anything is written
         self.provenance.dataset(dataset)
         self.provenance.create_model(
             name=name, strategy=strategy, config=config.to_dict(), dataset=dataset

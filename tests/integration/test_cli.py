@@ -105,3 +105,39 @@ def test_cli_errors_are_one_line(
     assert code == 1 and "shards" in err
     code, _, err = run(capsys, "data", "register", "no-such-dataset", "-w", ws)
     assert code == 1 and "error:" in err
+
+
+def tiny_factory() -> object:
+    """A user model referenced from a CLI config file as module:function."""
+    from torch import nn
+
+    return nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+
+
+@pytest.mark.integration
+def test_cli_config_file_with_a_model_factory(
+    tmp_path: Path, npz: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = str(tmp_path / "ws")
+    run(capsys, "workspace", "init", ws)
+    run(capsys, "data", "register", str(npz), "--dataset", "people", "-w", ws)
+    config = tmp_path / "sisa.toml"
+    config.write_text(
+        'shards = 2\nslices = 2\nmodel = "tests.integration.test_cli:tiny_factory"\n'
+        "[train]\nepochs = 2\nbatch_size = 8\n"
+    )
+    code, out, err = run(
+        capsys, "train", "-w", ws, "--name", "m", "--dataset", "people", "--config", str(config)
+    )
+    assert code == 0, err
+    code, out, err = run(capsys, "forget", "-w", ws, "--model", "m", "--sample", "p3")
+    assert code == 0, err
+    assert "Forgot 1 sample(s)" in out
+    bad = tmp_path / "bad.toml"
+    bad.write_text('model = "no_such_module:make"\n')
+    code, _, err = run(
+        capsys, "train", "-w", ws, "--name", "m2", "--dataset", "people", "--config", str(bad)
+    )
+    assert code == 1 and "no_such_module" in err
+    code, out, _ = run(capsys, "workspace", "info", "-w", ws)
+    assert "m2" not in out  # nothing half-written
