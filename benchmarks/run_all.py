@@ -8,6 +8,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-for script in ["sisa_mnist.py"]:
+for script in ["sisa_mnist.py", "sisa_targets.py"]:
     print(f"== {script}")
     subprocess.run([sys.executable, str(HERE / script)], check=True)
