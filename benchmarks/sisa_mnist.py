@@ -230,8 +230,12 @@ def render(out: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "Speed-ups are full-retrain time / forget time, both end to end (workspace "
-        "open, data loading, training, checkpoints, registry).",
+        "Speed-ups are full-retrain time / forget time, both end to end (workspace open, data "
+        "loading, training, checkpoints, registry); forget 1 is the mean of 3 random samples. "
+        "'vs S=1 R=1 forget' uses the S=1, R=1 forget of one sample (a full retrain through "
+        "the same code path, in the same run) as the baseline instead; the gap between the two "
+        "columns shows how far the machine drifted. For drift-free ratios of the targets see "
+        "sisa_targets.md (paired measurements).",
         "",
     ]
     for run in out["runs"]:
