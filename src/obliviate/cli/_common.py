@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from obliviate.strategies.base import ProgressEvent, Strategy
 from obliviate.workspace import Workspace
@@ -62,3 +63,18 @@ def progress_bars(strategy: Strategy | None = None) -> Iterator[Progress]:
         yield progress
         if strategy is not None:
             strategy.progress = None
+
+
+def datasets_table(ws: Workspace) -> Table:
+    """The registered datasets of a workspace, one row each."""
+    table = Table("dataset", "active", "deleted", "classes", "shape", "deletable")
+    for d in ws.provenance.datasets():
+        table.add_row(
+            d.name,
+            str(d.num_active),
+            str(d.num_deleted),
+            str(d.num_classes),
+            "x".join(map(str, d.feature_shape)),
+            "yes" if d.deletable else "no",
+        )
+    return table

@@ -7,9 +7,14 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
-from rich.table import Table
 
-from obliviate.cli._common import DEFAULT_WORKSPACE, WorkspaceOption, console, open_workspace
+from obliviate.cli._common import (
+    DEFAULT_WORKSPACE,
+    WorkspaceOption,
+    console,
+    datasets_table,
+    open_workspace,
+)
 from obliviate.data import DATASETS, load_dataset, load_file
 from obliviate.data.sample_set import SampleSet
 
@@ -90,16 +95,7 @@ def register(
 def list_datasets(workspace: WorkspaceOption = DEFAULT_WORKSPACE) -> None:
     """List registered datasets."""
     with open_workspace(workspace) as ws:
-        table = Table("dataset", "active", "deleted", "classes", "shape")
-        for d in ws.provenance.datasets():
-            table.add_row(
-                d.name,
-                str(d.num_active),
-                str(d.num_deleted),
-                str(d.num_classes),
-                "x".join(map(str, d.feature_shape)),
-            )
-        console.print(table)
+        console.print(datasets_table(ws))
 
 
 @app.command("show")

@@ -8,7 +8,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from obliviate.cli._common import DEFAULT_WORKSPACE, WorkspaceOption, console, open_workspace
+from obliviate.cli._common import (
+    DEFAULT_WORKSPACE,
+    WorkspaceOption,
+    console,
+    datasets_table,
+    open_workspace,
+)
 from obliviate.workspace import Workspace
 
 app = typer.Typer(help="Create and inspect workspaces.", no_args_is_help=True)
@@ -36,17 +42,7 @@ def info(workspace: WorkspaceOption = DEFAULT_WORKSPACE) -> None:
     """Show datasets, models and their active versions."""
     with open_workspace(workspace) as ws:
         console.print(f"Workspace [bold]{ws.root}[/bold]  database: {ws.database_url}")
-        datasets = Table("dataset", "active", "deleted", "classes", "shape", "deletable")
-        for d in ws.provenance.datasets():
-            datasets.add_row(
-                d.name,
-                str(d.num_active),
-                str(d.num_deleted),
-                str(d.num_classes),
-                "x".join(map(str, d.feature_shape)),
-                "yes" if d.deletable else "no",
-            )
-        console.print(datasets)
+        console.print(datasets_table(ws))
         models = Table("model", "strategy", "dataset", "active version", "kind")
         for m in ws.provenance.models():
             active = ws.provenance.active_version(m.name)

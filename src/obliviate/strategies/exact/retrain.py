@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from obliviate.errors import ConfigError
+from obliviate.strategies._config import config_fields
 from obliviate.strategies.base import STRATEGIES, Guarantee, ModelContext, ModelFactory
 from obliviate.strategies.exact.sisa import SISA
 from obliviate.strategies.exact.sisa_config import SISAConfig
@@ -56,20 +57,7 @@ class RetrainConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RetrainConfig:
         """Inverse of :meth:`to_dict`."""
-        payload = dict(data)
-        kind = payload.pop("kind", "retrain_config")
-        version = payload.pop("format_version", FORMAT_VERSION)
-        if kind != "retrain_config" or version != FORMAT_VERSION:
-            raise ConfigError(
-                f"expected a retrain_config of format_version {FORMAT_VERSION}; "
-                f"got kind={kind!r}, format_version={version!r}."
-            )
-        unknown = sorted(set(payload) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(f"unknown RetrainConfig fields {unknown}.")
-        if isinstance(payload.get("train"), Mapping):
-            payload["train"] = TrainConfig.from_dict(dict(payload["train"]))
-        return cls(**payload)
+        return cls(**config_fields(cls, data, kind="retrain_config", format_version=FORMAT_VERSION))
 
 
 @STRATEGIES.register("retrain")

@@ -9,6 +9,7 @@ from typing import Any
 
 from obliviate._hashing import sha256_hex
 from obliviate.errors import ConfigError
+from obliviate.strategies._config import config_fields
 from obliviate.strategies.exact.aggregation import AGGREGATIONS
 from obliviate.strategies.exact.sharding import SHARDINGS
 from obliviate.training import TrainConfig, slice_epochs
@@ -112,21 +113,7 @@ class SISAConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SISAConfig:
         """Inverse of :meth:`to_dict`; a wrong kind or version is a ConfigError."""
-        payload = dict(data)
-        kind = payload.pop("kind", "sisa_config")
-        version = payload.pop("format_version", FORMAT_VERSION)
-        if kind != "sisa_config" or version != FORMAT_VERSION:
-            raise ConfigError(
-                f"expected a sisa_config of format_version {FORMAT_VERSION}; "
-                f"got kind={kind!r}, format_version={version!r}."
-            )
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(payload) - known)
-        if unknown:
-            raise ConfigError(f"unknown SISAConfig fields {unknown}; valid: {sorted(known)}.")
-        if "train" in payload and isinstance(payload["train"], Mapping):
-            payload["train"] = TrainConfig.from_dict(dict(payload["train"]))
-        return cls(**payload)
+        return cls(**config_fields(cls, data, kind="sisa_config", format_version=FORMAT_VERSION))
 
     def config_hash(self) -> str:
         """SHA-256 of the canonical JSON form: checkpoints are bound to it."""
