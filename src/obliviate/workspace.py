@@ -275,10 +275,15 @@ class Workspace:
         reason: str = "",
         background: bool = False,
         model_factory: ModelFactory | None = None,
+        request_id: str | None = None,
     ) -> ForgetResult:
         """Forgets samples or subjects from ``model`` (see :meth:`Strategy.forget`)."""
         return self.model(model, model_factory=model_factory).forget(
-            sample_ids=sample_ids, subject_ids=subject_ids, reason=reason, background=background
+            sample_ids=sample_ids,
+            subject_ids=subject_ids,
+            reason=reason,
+            background=background,
+            request_id=request_id,
         )
 
     def verify(self, *, model: str, version: int | None = None) -> VerifyReport:

@@ -8,12 +8,13 @@ Every result says whether the forget was exact or approximate.
 from __future__ import annotations
 
 import enum
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "STRATEGIES",
     "FitResult",
+    "ForgetAuditor",
     "ForgetResult",
     "Guarantee",
     "ModelContext",
@@ -72,6 +74,7 @@ class ModelContext:
     store: CheckpointStore
     features: FeatureStore
     model_dir: Path
+    auditor: ForgetAuditor | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,8 @@ class ForgetResult:
         seconds: total time, including retraining (when it ran in the foreground).
         pending: a future resolving to the completed result when retraining runs in the
             background; ``None`` otherwise.
+        request_id: the deletion request this result answers (given, or generated).
+        receipt: the signed deletion receipt, when the workspace keeps an audit ledger.
     """
 
     model: str
@@ -126,6 +131,8 @@ class ForgetResult:
     rollback_seconds: float
     seconds: float
     pending: Future[ForgetResult] | None = field(default=None, compare=False, repr=False)
+    request_id: str = ""
+    receipt: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def wait(self, timeout: float | None = None) -> ForgetResult:
         """The completed result: ``self`` when nothing is pending, else the background one."""
@@ -151,6 +158,31 @@ class Prediction:
     components_used: int
     components_total: int
     degraded: bool
+
+
+class ForgetAuditor(Protocol):
+    """Records every deletion request and its outcome (the workspace's audit ledger).
+
+    :meth:`Strategy.forget` calls it around every forget, so no path can skip the log.
+    """
+
+    def received(
+        self,
+        *,
+        request_id: str,
+        model: str,
+        guarantee: Guarantee,
+        sample_ids: Sequence[str],
+        subject_ids: Sequence[str],
+        reason: str,
+    ) -> None:
+        """The request arrived (before any model changes)."""
+
+    def completed(self, result: ForgetResult) -> ForgetResult:
+        """The request was honoured; returns ``result`` with its receipt attached."""
+
+    def failed(self, *, request_id: str, model: str, error: BaseException) -> None:
+        """The request failed; the served model is unchanged or was restored."""
 
 
 class Strategy(ABC):
@@ -181,7 +213,6 @@ class Strategy(ABC):
     def fit(self, *, sample_ids: Sequence[str] | None = None) -> FitResult:
         """Trains from scratch on the dataset's active samples (or the given subset)."""
 
-    @abstractmethod
     def forget(
         self,
         *,
@@ -189,12 +220,75 @@ class Strategy(ABC):
         subject_ids: Sequence[str] = (),
         reason: str = "",
         background: bool = False,
+        request_id: str | None = None,
     ) -> ForgetResult:
-        """Removes samples (by id or by data subject) from the served model."""
+        """Removes samples (by id or by data subject) from the served model.
+
+        Every strategy goes through this door: the workspace's auditor (if any) logs the
+        request before the model changes and its outcome after, and attaches a receipt.
+
+        Args:
+            sample_ids: samples to forget.
+            subject_ids: data subjects whose samples are all forgotten.
+            reason: free text kept in the erasable registry (never in the ledger).
+            background: return once the exact rollback is served; retrain in the background.
+            request_id: the caller's id for this request (generated when not given).
+        """
+        request_id = request_id or uuid.uuid4().hex
+        auditor = self.context.auditor
+        if auditor is not None:
+            auditor.received(
+                request_id=request_id,
+                model=self.context.name,
+                guarantee=self.guarantee,
+                sample_ids=list(sample_ids),
+                subject_ids=list(subject_ids),
+                reason=reason,
+            )
+        try:
+            result = self._forget(
+                sample_ids=sample_ids,
+                subject_ids=subject_ids,
+                reason=reason,
+                background=background,
+            )
+        except BaseException as exc:
+            if auditor is not None:
+                auditor.failed(request_id=request_id, model=self.context.name, error=exc)
+            raise
+        result = replace(result, request_id=request_id, pending=_tagged(result.pending, request_id))
+        return result if auditor is None else auditor.completed(result)
+
+    @abstractmethod
+    def _forget(
+        self,
+        *,
+        sample_ids: Sequence[str],
+        subject_ids: Sequence[str],
+        reason: str,
+        background: bool,
+    ) -> ForgetResult:
+        """The strategy's own deletion; :meth:`forget` wraps it with the audit trail."""
 
     @abstractmethod
     def predict(self, features: npt.ArrayLike, *, version: int | None = None) -> Prediction:
         """Predicts with the active version (or a given one)."""
+
+
+def _tagged(pending: Future[ForgetResult] | None, request_id: str) -> Future[ForgetResult] | None:
+    """A future like ``pending`` whose result carries ``request_id``."""
+    if pending is None:
+        return None
+    tagged: Future[ForgetResult] = Future()
+
+    def relay(done: Future[ForgetResult]) -> None:
+        try:
+            tagged.set_result(replace(done.result(), request_id=request_id))
+        except BaseException as exc:
+            tagged.set_exception(exc)
+
+    pending.add_done_callback(relay)
+    return tagged
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")

@@ -260,13 +260,13 @@ class SISA(Strategy):
         )
 
     # ---------------------------------------------------------------------------- forget
-    def forget(
+    def _forget(
         self,
         *,
-        sample_ids: Sequence[str] = (),
-        subject_ids: Sequence[str] = (),
-        reason: str = "",
-        background: bool = False,
+        sample_ids: Sequence[str],
+        subject_ids: Sequence[str],
+        reason: str,
+        background: bool,
     ) -> ForgetResult:
         """Forgets samples exactly: instant rollback, then retraining of affected shards.
 
