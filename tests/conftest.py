@@ -20,6 +20,14 @@ def _deterministic_torch() -> Iterator[None]:
     yield
 
 
+@pytest.fixture(autouse=True)
+def _inline_executor(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The project default is a process pool; tests train in-process unless they choose an
+    # executor (or OBLIVIATE_EXECUTOR is set), which keeps the suite fast on small machines.
+    if "OBLIVIATE_EXECUTOR" not in os.environ:
+        monkeypatch.setenv("OBLIVIATE_EXECUTOR", "inline")
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """The real datasets folder (../shared/data); skips with a reason when it is absent."""

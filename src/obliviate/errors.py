@@ -15,12 +15,23 @@ ours. Messages say what was expected, what was got, and what to do.
      ├─ ProvenanceError(RuntimeError)         the registry is inconsistent or misused
      │    ├─ UnknownSampleError(KeyError)     ids that were never registered
      │    ├─ AlreadyDeletedError              ids deleted by an earlier request
-     │    └─ LineageError                     a model version has seen a deleted sample
+     │    ├─ LineageError                     a model version has seen a deleted sample
+     │    └─ NonDeletableError                a declared non-deletable sample (S3T backbone data)
      ├─ StorageError(OSError)                 checkpoint store failures
      │    └─ CorruptCheckpointError           content does not match its hash
      ├─ WorkspaceError(RuntimeError)          missing, uninitialised or locked workspace
      ├─ NotFittedError(RuntimeError)          predict/forget before fit
-     └─ TrainingError(RuntimeError)           non-finite loss or diverged training
+     │    └─ TooFewModelsError                too few valid ensemble members left to serve
+     ├─ TrainingError(RuntimeError)           non-finite loss or diverged training
+     ├─ LedgerError(RuntimeError)             the audit ledger (obliviate.ledger.errors)
+     │    └─ VerificationError(ValueError)    a proof, signature or log check failed:
+     │         ProofError, TamperError, ForkError, SignatureError
+     └─ ServiceError(RuntimeError)            the HTTP service (obliviate.service.errors)
+          ├─ UnknownRequestError(KeyError)    no such deletion request
+          ├─ IdempotencyConflictError         a reused Idempotency-Key with another body
+          └─ AuthError(PermissionError)       missing, unknown, revoked or under-scoped key
+
+The subclasses named with their module live next to the code that raises them.
 """
 
 from __future__ import annotations

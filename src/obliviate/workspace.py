@@ -7,6 +7,8 @@
       registry.db         provenance registry (SQLite, WAL, synchronous=FULL) unless a URL is set
       checkpoints/        content-addressed safetensors + JSON sidecars
       features/           registered features, one memory-mapped chunk per registration
+      ledger/             audit-log signing keys (keys/, 0600) and the pseudonym secret (0600)
+      receipts/           signed deletion receipts, <request_id>.json
       models/<name>/      placement plans
 """
 
@@ -24,6 +26,7 @@ from typing import Any
 from obliviate.data.feature_store import FeatureStore
 from obliviate.data.sample_set import SampleSet
 from obliviate.errors import ConfigError, WorkspaceError
+from obliviate.ledger import Ledger, LedgerAuditor
 from obliviate.models import resolve_factory
 from obliviate.provenance import DatasetRecord, Provenance, VerifyReport
 from obliviate.storage import CheckpointStore
@@ -70,6 +73,11 @@ class Workspace:
         self.provenance = Provenance.connect(database_url)
         self.store = CheckpointStore(storage_url)
         self.features = FeatureStore(root / "features")
+        # The audit log shares the registry database, so every worker appends to one log.
+        self.ledger = Ledger(self.provenance.engine, directory=root / "ledger")
+        self.auditor = LedgerAuditor(
+            ledger=self.ledger, provenance=self.provenance, receipts_dir=root / "receipts"
+        )
         self._strategies: list[Strategy] = []
 
     # ---------------------------------------------------------------------------- opening
@@ -183,6 +191,7 @@ class Workspace:
             store=self.store,
             features=self.features,
             model_dir=self.root / "models" / name,
+            auditor=self.auditor,
         )
 
     def create(
@@ -276,14 +285,22 @@ class Workspace:
         background: bool = False,
         model_factory: ModelFactory | None = None,
         request_id: str | None = None,
+        method: str | None = None,
+        method_config: Any = None,
     ) -> ForgetResult:
-        """Forgets samples or subjects from ``model`` (see :meth:`Strategy.forget`)."""
+        """Forgets samples or subjects from ``model`` (see :meth:`Strategy.forget`).
+
+        With ``method``, the served components are updated by that approximate unlearning
+        method instead of the strategy's exact path, and the result says so.
+        """
         return self.model(model, model_factory=model_factory).forget(
             sample_ids=sample_ids,
             subject_ids=subject_ids,
             reason=reason,
             background=background,
             request_id=request_id,
+            method=method,
+            method_config=method_config,
         )
 
     def verify(self, *, model: str, version: int | None = None) -> VerifyReport:

@@ -10,10 +10,15 @@ MODULES = [
     "obliviate",
     "obliviate.data",
     "obliviate.errors",
+    "obliviate.evaluation",
+    "obliviate.ledger",
     "obliviate.models",
     "obliviate.provenance",
     "obliviate.storage",
+    "obliviate.service",
     "obliviate.strategies",
+    "obliviate.strategies.approximate",
+    "obliviate.strategies.exact",
     "obliviate.training",
 ]
 

@@ -11,7 +11,15 @@ from collections.abc import Sequence
 
 import typer
 
-from obliviate.cli import data_cmds, demo, model_cmds, workspace_cmds
+from obliviate.cli import (
+    audit_cmds,
+    data_cmds,
+    demo,
+    evaluate_cmds,
+    model_cmds,
+    service_cmds,
+    workspace_cmds,
+)
 from obliviate.cli._common import err_console
 from obliviate.errors import ObliviateError
 
@@ -29,6 +37,13 @@ app.command("forget")(model_cmds.forget)
 app.command("predict")(model_cmds.predict)
 app.command("versions")(model_cmds.versions)
 app.command("verify")(model_cmds.verify)
+app.command("methods")(model_cmds.methods)
+app.command("evaluate")(evaluate_cmds.evaluate)
+audit_cmds.app.command("gold-standard")(evaluate_cmds.gold_standard)
+app.add_typer(audit_cmds.app, name="audit")
+app.command("serve")(service_cmds.serve)
+app.command("worker")(service_cmds.worker)
+app.add_typer(service_cmds.keys_app, name="keys")
 app.command("demo")(demo.demo)
 
 

@@ -118,6 +118,13 @@ def forget(
     ] = None,
     ids_file: Annotated[Path | None, typer.Option(help="File with one sample id per line.")] = None,
     reason: Annotated[str, typer.Option(help="Why (recorded with the deletion).")] = "",
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="An approximate unlearning method (see `obliviate methods`) instead of the "
+            "strategy's exact path: fast, labelled approximate."
+        ),
+    ] = None,
     workspace: WorkspaceOption = DEFAULT_WORKSPACE,
 ) -> None:
     """Forget samples or data subjects: exact rollback now, then retraining."""
@@ -126,13 +133,32 @@ def forget(
         instance = ws.model(model)
         with progress_bars(instance):
             result = instance.forget(
-                sample_ids=sample_ids, subject_ids=subject or [], reason=reason
+                sample_ids=sample_ids, subject_ids=subject or [], reason=reason, method=method
             )
+        receipt = ws.auditor.receipt_path(result.request_id) if result.receipt else None
+    receipt_line = (
+        f"  receipt: {receipt} (check it with `obliviate audit verify-receipt`)" if receipt else ""
+    )
     if result.noop:
         console.print(
             f"Nothing to forget: {len(result.already_deleted_ids)} id(s) were already deleted "
             f"by earlier requests; version {result.version} unchanged."
         )
+        if receipt_line:
+            console.print(receipt_line, soft_wrap=True)
+        return
+    if result.method is not None:
+        console.print(
+            f"Forgot {len(result.forgotten_sample_ids)} sample(s) from [bold]{model}[/bold] "
+            f"([yellow]approximate: {result.method}[/yellow]); version {result.version} active "
+            f"after {result.seconds:.2f}s; updated {', '.join(result.affected_components)}."
+        )
+        console.print(
+            "  their influence was reduced, not removed: `obliviate verify` keeps reporting "
+            "them until an exact forget of this model."
+        )
+        if receipt_line:
+            console.print(receipt_line, soft_wrap=True)
         return
     console.print(
         f"Forgot {len(result.forgotten_sample_ids)} sample(s) from [bold]{model}[/bold] "
@@ -150,6 +176,8 @@ def forget(
     )
     if result.already_deleted_ids:
         console.print(f"  already deleted earlier: {len(result.already_deleted_ids)} id(s)")
+    if receipt_line:
+        console.print(receipt_line, soft_wrap=True)
 
 
 def predict(
@@ -229,6 +257,7 @@ def verify(
         raise ConfigError(f"VERSION must be a number, as in {name}@3; got {number!r}.")
     with open_workspace(workspace) as ws:
         report = ws.verify(model=name, version=int(number) if number else None)
+        approximate = any(v.kind == "approximate" for v in ws.provenance.versions(name))
     if report.ok:
         console.print(
             f"[green]OK[/green] {report.model} v{report.version}: no component has seen a "
@@ -239,6 +268,25 @@ def verify(
         f"[red]FAILED[/red] {report.model} v{report.version}: "
         f"{len(report.deleted_seen)} deleted sample(s) in its lineage"
     )
+    if approximate:
+        console.print(
+            "  (some were forgotten approximately: their influence was reduced, not removed; "
+            "an exact forget of this model removes them for good)"
+        )
     for component, ids in report.components_with_deleted.items():
         console.print(f"  {component}: {', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}")
     raise typer.Exit(code=2)
+
+
+def methods() -> None:
+    """List the strategies and approximate unlearning methods, with their guarantee."""
+    from obliviate.strategies.approximate import METHODS
+
+    table = Table("name", "guarantee", "how to use it", "paper")
+    for name, cls in STRATEGIES.items():
+        table.add_row(name, cls.guarantee.value, f"train --strategy {name}", "")
+    for name, method in METHODS.items():
+        table.add_row(
+            name, method.guarantee.value, f"forget --method {name}", getattr(method, "paper", "")
+        )
+    console.print(table)

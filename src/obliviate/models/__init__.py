@@ -7,6 +7,7 @@ remember deleted ones. :func:`check_model` enforces that for custom models too.
 
 from __future__ import annotations
 
+from obliviate.models.backbone import BackboneOptions, pretrain_backbone
 from obliviate.models.checks import check_model
 from obliviate.models.cnn import CNNOptions
 from obliviate.models.dense import MLPOptions
@@ -16,11 +17,13 @@ from obliviate.models.zoo import MODELS, ModelBuilder
 
 __all__ = [
     "MODELS",
+    "BackboneOptions",
     "CNNOptions",
     "MLPOptions",
     "ModelBuilder",
     "ResNetOptions",
     "build_model",
     "check_model",
+    "pretrain_backbone",
     "resolve_factory",
 ]

@@ -9,18 +9,35 @@ from obliviate.strategies.base import (
     Prediction,
     Strategy,
 )
-from obliviate.strategies.exact import SISA, Retrain, RetrainConfig, SISAConfig
+from obliviate.strategies.exact import (
+    S3T,
+    SISA,
+    SISPA,
+    EnsembleConfig,
+    OnlineEnsemble,
+    Retrain,
+    RetrainConfig,
+    S3TConfig,
+    SISAConfig,
+    SISPAConfig,
+)
 
 __all__ = [
+    "S3T",
     "SISA",
+    "SISPA",
     "STRATEGIES",
+    "EnsembleConfig",
     "FitResult",
     "ForgetResult",
     "Guarantee",
     "ModelContext",
+    "OnlineEnsemble",
     "Prediction",
     "Retrain",
     "RetrainConfig",
+    "S3TConfig",
     "SISAConfig",
+    "SISPAConfig",
     "Strategy",
 ]

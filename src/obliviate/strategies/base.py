@@ -20,12 +20,14 @@ import numpy as np
 import numpy.typing as npt
 from torch import nn
 
+from obliviate.errors import ConfigError
 from obliviate.registry import Registry
 
 if TYPE_CHECKING:
     from obliviate.data.feature_store import FeatureStore
     from obliviate.provenance import Provenance
     from obliviate.storage import CheckpointStore
+    from obliviate.training.executors import Executor
 
 __all__ = [
     "STRATEGIES",
@@ -75,6 +77,7 @@ class ModelContext:
     features: FeatureStore
     model_dir: Path
     auditor: ForgetAuditor | None = None
+    executor: Executor | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,8 @@ class ForgetResult:
         sample_passes: samples x epochs of retraining.
         rollback_seconds: time from the call to the exact rolled-back version being active.
         seconds: total time, including retraining (when it ran in the foreground).
+        evidence: for an approximate forget, the method's evidence (losses, residuals, ...).
+        method: the approximate method used, or ``None`` for the strategy's own path.
         pending: a future resolving to the completed result when retraining runs in the
             background; ``None`` otherwise.
         request_id: the deletion request this result answers (given, or generated).
@@ -130,6 +135,8 @@ class ForgetResult:
     sample_passes: int
     rollback_seconds: float
     seconds: float
+    evidence: Mapping[str, float] = field(default_factory=dict)
+    method: str | None = None
     pending: Future[ForgetResult] | None = field(default=None, compare=False, repr=False)
     request_id: str = ""
     receipt: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
@@ -221,6 +228,8 @@ class Strategy(ABC):
         reason: str = "",
         background: bool = False,
         request_id: str | None = None,
+        method: str | None = None,
+        method_config: Any = None,
     ) -> ForgetResult:
         """Removes samples (by id or by data subject) from the served model.
 
@@ -233,25 +242,39 @@ class Strategy(ABC):
             reason: free text kept in the erasable registry (never in the ledger).
             background: return once the exact rollback is served; retrain in the background.
             request_id: the caller's id for this request (generated when not given).
+            method: an approximate unlearning method (see
+                ``obliviate.strategies.approximate.METHODS``) to update the served components
+                in place of the strategy's exact path. The result is labelled approximate.
+            method_config: that method's config object (defaults when ``None``).
         """
         request_id = request_id or uuid.uuid4().hex
         auditor = self.context.auditor
+        guarantee = self.guarantee if method is None else Guarantee.APPROXIMATE
         if auditor is not None:
             auditor.received(
                 request_id=request_id,
                 model=self.context.name,
-                guarantee=self.guarantee,
+                guarantee=guarantee,
                 sample_ids=list(sample_ids),
                 subject_ids=list(subject_ids),
                 reason=reason,
             )
         try:
-            result = self._forget(
-                sample_ids=sample_ids,
-                subject_ids=subject_ids,
-                reason=reason,
-                background=background,
-            )
+            if method is None:
+                result = self._forget(
+                    sample_ids=sample_ids,
+                    subject_ids=subject_ids,
+                    reason=reason,
+                    background=background,
+                )
+            else:
+                result = self._forget_approximately(
+                    sample_ids=sample_ids,
+                    subject_ids=subject_ids,
+                    reason=reason,
+                    method=method,
+                    method_config=method_config,
+                )
         except BaseException as exc:
             if auditor is not None:
                 auditor.failed(request_id=request_id, model=self.context.name, error=exc)
@@ -269,6 +292,21 @@ class Strategy(ABC):
         background: bool,
     ) -> ForgetResult:
         """The strategy's own deletion; :meth:`forget` wraps it with the audit trail."""
+
+    def _forget_approximately(
+        self,
+        *,
+        sample_ids: Sequence[str],
+        subject_ids: Sequence[str],
+        reason: str,
+        method: str,
+        method_config: Any,
+    ) -> ForgetResult:
+        """An approximate update of the served components; strategies opt in by overriding."""
+        raise ConfigError(
+            f"strategy {self.name!r} does not support approximate forgetting (method "
+            f"{method!r}); forget without a method for its {self.guarantee.value} path."
+        )
 
     @abstractmethod
     def predict(self, features: npt.ArrayLike, *, version: int | None = None) -> Prediction:

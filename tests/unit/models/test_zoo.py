@@ -23,7 +23,7 @@ SMALL: dict[str, dict[str, Any]] = {
 
 
 def test_registered_names() -> None:
-    assert MODELS.names() == ["cnn", "linear", "mlp", "resnet18"]
+    assert MODELS.names() == ["backbone_mlp", "cnn", "linear", "mlp", "resnet18"]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))

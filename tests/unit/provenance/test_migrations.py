@@ -8,11 +8,13 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+import obliviate.ledger.schema  # noqa: F401  (declares the ledger tables on Base.metadata)
 import obliviate.provenance as provenance
 from obliviate.errors import WorkspaceError
 from obliviate.provenance import Provenance, create_engine, current_revision, head_revision
 from obliviate.provenance.migrate import VERSION_TABLE, alembic_config, upgrade
 from obliviate.provenance.schema import Base
+from obliviate.service.tables import metadata as service_metadata
 
 TABLES = {
     "checkpoint_samples",
@@ -25,7 +27,20 @@ TABLES = {
     "models",
     "samples",
     "version_components",
+    "ledger_head",
+    "ledger_leaves",
+    "ledger_nodes",
+    "ledger_checkpoints",
 }
+
+
+def _declared() -> sa.MetaData:
+    """Every table the migrations create: the registry and ledger, and the service's."""
+    merged = sa.MetaData()
+    for metadata in (Base.metadata, service_metadata):
+        for table in metadata.sorted_tables:
+            table.to_metadata(merged)
+    return merged
 
 
 def _diff(engine: sa.Engine, metadata: sa.MetaData) -> list[object]:
@@ -43,7 +58,7 @@ def test_migrations_produce_the_declared_schema(db_url: str) -> None:
         upgrade(engine)
         assert current_revision(engine) == head_revision()
         assert TABLES <= set(sa.inspect(engine).get_table_names())
-        assert _diff(engine, Base.metadata) == []
+        assert _diff(engine, _declared()) == []
     finally:
         engine.dispose()
 
@@ -53,9 +68,7 @@ def test_schema_comparison_would_notice_drift(db_url: str) -> None:
     engine = create_engine(db_url)
     try:
         upgrade(engine)
-        drifted = sa.MetaData()
-        for table in Base.metadata.sorted_tables:
-            table.to_metadata(drifted)
+        drifted = _declared()
         drifted.tables["samples"].append_column(sa.Column("extra", sa.Integer()))
         diff = _diff(engine, drifted)
         assert any(op[0] == "add_column" for op in diff if isinstance(op, tuple))
@@ -81,7 +94,7 @@ def test_downgrade_then_upgrade_round_trips(db_url: str) -> None:
             command.downgrade(alembic_config(conn), "base")
         assert not TABLES & set(sa.inspect(engine).get_table_names())
         upgrade(engine)
-        assert _diff(engine, Base.metadata) == []
+        assert _diff(engine, _declared()) == []
     finally:
         engine.dispose()
 

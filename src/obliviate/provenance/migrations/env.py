@@ -11,6 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context
 
+# The ledger declares its tables on the same metadata; import it so autogenerate sees them.
+import obliviate.ledger.schema  # noqa: F401
 from obliviate.errors import WorkspaceError
 from obliviate.provenance.engine import create_engine
 from obliviate.provenance.migrate import VERSION_TABLE

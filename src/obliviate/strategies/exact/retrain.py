@@ -33,10 +33,16 @@ class RetrainConfig:
     seed: int = 0
 
     def as_sisa(self) -> SISAConfig:
-        """The equivalent one-shard, one-slice SISA configuration."""
+        """The equivalent one-shard, one-slice SISA configuration.
+
+        Its one model's softmax is served as is (``mean_prob``), so probabilities are
+        calibrated scores rather than a one-hot "vote" (confidence-based membership attacks
+        and reports need them).
+        """
         return SISAConfig(
             shards=1,
             slices=1,
+            aggregation="mean_prob",
             model=self.model,
             model_options=self.model_options,
             train=self.train,

@@ -46,9 +46,10 @@ from obliviate.strategies.base import (
 )
 from obliviate.strategies.exact.aggregation import aggregate
 from obliviate.strategies.exact.plan import Plan
-from obliviate.strategies.exact.shard_trainer import ShardData, ShardTrainer
+from obliviate.strategies.exact.shard_trainer import ShardData, ShardRequest, ShardTrainer
 from obliviate.strategies.exact.sharding import place
 from obliviate.strategies.exact.sisa_config import SISAConfig
+from obliviate.training.stage_jobs import ZooModel
 
 __all__ = ["SISA"]
 
@@ -108,15 +109,32 @@ class SISA(Strategy):
             **dict(self.config.model_options),
         )
 
+    def _builder(self) -> ModelFactory:
+        """A model builder that can cross a process boundary (unless it is a user's lambda)."""
+        if self.model_factory is not None:
+            return self.model_factory
+        dataset = self.context.provenance.dataset(self.context.dataset)
+        return ZooModel(
+            name=self.config.model,
+            input_shape=tuple(dataset.feature_shape),
+            num_classes=dataset.num_classes,
+            options=dict(self.config.model_options),
+        )
+
     def _trainer(self, last_slice: int) -> ShardTrainer:
+        # Subclass configs (SISPA's) may predate the trainer fields: sequential by default.
+        trainer = getattr(self.config, "trainer", "sequential")
+        slots = getattr(self.config, "batch_slots", None) or self.config.shards
         return ShardTrainer(
             context=self.context,
-            build_model=self._build,
+            build_model=self._builder(),
             train=self.config.train,
             stage_epochs=self.config.stage_epochs(last_slice),
             horizon_epochs=self.config.horizon_epochs,
             seed=self.config.seed,
             config_hash=self.config.config_hash(),
+            trainer=trainer,
+            slots=slots,
         )
 
     # ------------------------------------------------------------------------------ data
@@ -143,6 +161,8 @@ class SISA(Strategy):
             order_keys=keys,
             labels=active.labels[rows],
             features=features,
+            chunks=active.chunks[rows],
+            rows=active.rows[rows],
         )
 
     def _place(self, sample_ids: Sequence[str] | None, *, first_slice: int) -> Plan:
@@ -195,17 +215,22 @@ class SISA(Strategy):
             components: dict[str, str | None] = {}
             passes = 0
             active = self.context.provenance.samples(dataset=self.context.dataset, status="active")
-            for shard in range(self.config.shards):
-                name = component_name(shard)
-                run = trainer.run(
-                    component=name,
+            requests = [
+                ShardRequest(
+                    shard=shard,
+                    component=component_name(shard),
                     data=self._shard_data(plan, shard, active),
                     base=None,
                     last_stage=self.config.slices - 1,
                 )
+                for shard in range(self.config.shards)
+            ]
+            for done, run in enumerate(trainer.run_many(requests=requests)):
+                name = requests[done].component
                 components[name] = run.final.checkpoint_id
                 passes += run.sample_passes
-                self.report("train", shard + 1, self.config.shards, name)
+                self.report("train", done + 1, self.config.shards, name)
+            components = self._complete_components(components, kind="trained")
             version = self.context.provenance.create_version(
                 model=self.context.name,
                 components=components,
@@ -437,11 +462,23 @@ class SISA(Strategy):
                 return record
         return None
 
+    def _complete_components(
+        self, components: dict[str, str | None], *, kind: str
+    ) -> dict[str, str | None]:
+        """Hook called with the shard checkpoints of every new version, before it is made.
+
+        ``kind`` is ``"trained"``, ``"extended"``, ``"retrained"`` or ``"rolled_back"``.
+        Subclasses that derive further components from the shards (SISPA's aggregator)
+        return the map with those added or excluded; SISA returns it unchanged.
+        """
+        return components
+
     def _activate_rollback(self, current: VersionRecord, earliest: dict[str, int]) -> VersionRecord:
         components = dict(current.components)
         for name, stage in earliest.items():
             base = self._base_before(components.get(name), stage)
             components[name] = None if base is None else base.checkpoint_id
+        components = self._complete_components(components, kind="rolled_back")
         return self.context.provenance.create_version(
             model=self.context.name,
             components=components,
@@ -469,22 +506,28 @@ class SISA(Strategy):
             for shard in range(self.config.shards)
             if affected is None or component_name(shard) in affected
         ]
-        for done, shard in enumerate(todo):
+        requests = []
+        for shard in todo:
             name = component_name(shard)
-            head = components.get(name)
-            base = self._base_before(head, last + 1)
+            base = self._base_before(components.get(name), last + 1)
             if base is not None and int(base.meta["slice"]) >= last:
                 continue
-            run = trainer.run(
-                component=name,
-                data=self._shard_data(plan, shard, active),
-                base=base,
-                last_stage=last,
+            requests.append(
+                ShardRequest(
+                    shard=shard,
+                    component=name,
+                    data=self._shard_data(plan, shard, active),
+                    base=base,
+                    last_stage=last,
+                )
             )
+        for done, run in enumerate(trainer.run_many(requests=requests)):
+            name = requests[done].component
             components[name] = run.final.checkpoint_id
             passes += run.sample_passes
             samples += run.samples
-            self.report(kind, done + 1, len(todo), name)
+            self.report(kind, done + 1, len(requests), name)
+        components = self._complete_components(components, kind=kind)
         version = prov.create_version(
             model=self.context.name,
             components=components,
@@ -551,6 +594,46 @@ class SISA(Strategy):
             components_total=len(record.components),
             degraded=len(present) < len(record.components),
         )
+
+    # ------------------------------------------------------------------------ approximate
+    def _forget_approximately(
+        self,
+        *,
+        sample_ids: Sequence[str],
+        subject_ids: Sequence[str],
+        reason: str,
+        method: str,
+        method_config: Any,
+    ) -> ForgetResult:
+        """Updates affected shards with an approximate method (labelled approximate)."""
+        from obliviate.strategies.approximate_update import forget_approximately
+
+        return forget_approximately(
+            self,
+            sample_ids=sample_ids,
+            subject_ids=subject_ids,
+            reason=reason,
+            method=method,
+            method_config=method_config,
+            seed=self.config.seed,
+        )
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Serialises every change to this model's versions (shared across instances)."""
+        return self._lock
+
+    def shard_data(self, plan: Plan, shard: int, active: SampleTable) -> ShardData:
+        """The active samples of ``shard`` in training order, with their features."""
+        return self._shard_data(plan, shard, active)
+
+    def component_model(self, checkpoint_id: str, component: str) -> nn.Module:
+        """The module stored in ``checkpoint_id`` (cached; callers must not modify it)."""
+        return self._model_for(checkpoint_id, component)[0]
+
+    def purge_features(self, pks: npt.NDArray[np.int64]) -> None:
+        """Removes deleted samples' features from the workspace."""
+        self._purge_features(pks)
 
     def close(self) -> None:
         """Waits for background retraining and releases cached models."""

@@ -1,0 +1,230 @@
+"""The shared training loop of iterative unlearning methods: SGD that respects a mask.
+
+Why not just multiply gradients by the mask? Because SGD adds weight decay *after* the
+backward pass and carries momentum from earlier steps, so a masked-out weight still moves.
+SalUn's published code had exactly this leak (Unlearn-Saliency issue #32, fixed by PR #33 in
+Feb 2026). :class:`MaskedSGD` therefore holds masked-out entries as a hard constraint: it
+zeroes their gradient and momentum and restores their exact values after every step, so they
+stay bitwise unchanged whatever the optimiser settings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from obliviate.errors import ConfigError, TrainingError
+from obliviate.strategies.approximate.data import LabelledData, LossFn, default_loss
+
+__all__ = ["MaskedSGD", "enforce_mask", "masked_sgd"]
+
+Targets = Callable[[Tensor, Tensor], Tensor]
+ExtraLoss = Callable[[nn.Module, int], Tensor]
+
+
+def _keep_masks(model: nn.Module, mask: Mapping[str, Tensor] | None) -> dict[str, Tensor]:
+    """Boolean keep-masks (True = may change) by parameter name, on each parameter's device."""
+    if not mask:
+        return {}
+    params = dict(model.named_parameters())
+    out: dict[str, Tensor] = {}
+    for name, values in mask.items():
+        if name not in params:
+            raise ConfigError(
+                f"mask names parameter {name!r}, which the model does not have; "
+                f"parameters: {sorted(params)}."
+            )
+        if tuple(values.shape) != tuple(params[name].shape):
+            raise ConfigError(
+                f"mask for {name!r} has shape {tuple(values.shape)}; "
+                f"the parameter has shape {tuple(params[name].shape)}."
+            )
+        out[name] = (values != 0).to(params[name].device)
+    return out
+
+
+def enforce_mask(model: nn.Module, mask: Mapping[str, Tensor] | None) -> None:
+    """Sets every masked-out entry (mask 0) of the named parameters to zero, in place.
+
+    This is how a pruning mask is applied: pruned weights are exactly ``+0.0``.
+    """
+    keep = _keep_masks(model, mask)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, kept in keep.items():
+            params[name].masked_fill_(~kept, 0.0)
+
+
+class MaskedSGD:
+    """SGD with momentum and weight decay whose masked-out entries never move.
+
+    Entries with mask 0 are frozen at their value when this object is created (zero for a
+    pruned weight, the original weight for SalUn's non-salient ones). Keep one instance
+    across phases (e.g. forget pass, then retain pass) to carry momentum between them.
+
+    Args:
+        model: the module to train in place.
+        lr: learning rate.
+        momentum: SGD momentum.
+        weight_decay: L2 penalty (SGD's coupled form).
+        mask: parameter name -> 0/1 tensor of the same shape; 1 = trainable.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        mask: Mapping[str, Tensor] | None = None,
+    ) -> None:
+        self.model = model
+        self._keep = _keep_masks(model, mask)
+        self._named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self._frozen = {n: p.detach().clone() for n, p in self._named if n in self._keep}
+        self.optimizer = torch.optim.SGD(
+            [p for _, p in self._named], lr=lr, momentum=momentum, weight_decay=weight_decay
+        )
+        self.steps = 0
+
+    def set_lr(self, lr: float) -> None:
+        """Changes the learning rate for the following steps."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def step(self, objective: Tensor) -> None:
+        """One optimiser step on ``objective`` with the mask held as a hard constraint."""
+        self.optimizer.zero_grad(set_to_none=True)
+        grads = torch.autograd.grad(objective, [p for _, p in self._named], allow_unused=True)
+        for (_, param), grad in zip(self._named, grads, strict=True):
+            param.grad = grad
+        for name, param in self._named:
+            kept = self._keep.get(name)
+            if kept is not None and param.grad is not None:
+                param.grad.masked_fill_(~kept, 0.0)
+        self.optimizer.step()
+        with torch.no_grad():
+            for name, param in self._named:
+                kept = self._keep.get(name)
+                if kept is None:
+                    continue
+                param.copy_(torch.where(kept, param, self._frozen[name]))
+                buffer = self.optimizer.state.get(param, {}).get("momentum_buffer")
+                if isinstance(buffer, Tensor):
+                    buffer.masked_fill_(~kept, 0.0)
+        self.steps += 1
+
+    def run_epoch(
+        self,
+        *,
+        data: LabelledData,
+        batch_size: int,
+        generator: torch.Generator,
+        epoch: int = 0,
+        loss_fn: LossFn | None = None,
+        targets: Targets | None = None,
+        ascent: bool = False,
+        extra_loss: ExtraLoss | None = None,
+    ) -> int:
+        """One shuffled pass over ``data``; returns the samples processed.
+
+        Raises:
+            TrainingError: the loss became NaN or infinite.
+        """
+        loss_fn = loss_fn or default_loss
+        n = len(data)
+        if n == 0:
+            return 0
+        device = _device_of(self.model, data.features)
+        self.model.train()
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, batch_size):
+            index = order[start : start + batch_size]
+            x = data.features[index].to(device)
+            y = data.labels[index].to(device)
+            if targets is not None:
+                y = targets(x, y)
+            loss = loss_fn(self.model(x), y)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise TrainingError(
+                    f"the loss became {value} at epoch {epoch}, step {self.steps}; "
+                    "lower the learning rate or the number of epochs."
+                )
+            objective = -loss if ascent else loss
+            if extra_loss is not None:
+                objective = objective + extra_loss(self.model, epoch)
+            self.step(objective)
+        return n
+
+
+def _device_of(model: nn.Module, fallback: Tensor) -> torch.device:
+    for param in model.parameters():
+        return param.device
+    return fallback.device
+
+
+def masked_sgd(
+    *,
+    model: nn.Module,
+    data: LabelledData,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    generator: torch.Generator,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    loss_fn: LossFn | None = None,
+    mask: Mapping[str, Tensor] | None = None,
+    targets: Targets | None = None,
+    ascent: bool = False,
+    extra_loss: ExtraLoss | None = None,
+    lr_at: Callable[[int], float] | None = None,
+) -> int:
+    """Trains ``model`` in place for ``epochs`` shuffled passes over ``data``.
+
+    Args:
+        model: the module to update (callers pass a copy).
+        data: the samples to train on.
+        epochs: passes over ``data``.
+        lr: learning rate (per-epoch override with ``lr_at``).
+        batch_size: samples per step.
+        generator: the only source of shuffling randomness.
+        momentum: SGD momentum.
+        weight_decay: SGD's L2 penalty.
+        loss_fn: ``loss_fn(outputs, labels)`` -> mean loss; cross-entropy by default.
+        mask: name -> 0/1 tensor; entries with 0 stay bitwise unchanged.
+        targets: ``targets(features, labels)`` -> the labels to train toward (random labels,
+            boundary labels); the given labels by default.
+        ascent: maximise the loss instead (gradient ascent).
+        extra_loss: ``extra_loss(model, epoch)`` -> a penalty added to the objective.
+        lr_at: ``lr_at(epoch)`` -> the learning rate of that epoch.
+
+    Returns:
+        Samples processed (forward + backward), summed over epochs.
+
+    Raises:
+        TrainingError: the loss became NaN or infinite.
+    """
+    optimiser = MaskedSGD(
+        model=model, lr=lr, momentum=momentum, weight_decay=weight_decay, mask=mask
+    )
+    passes = 0
+    for epoch in range(epochs):
+        if lr_at is not None:
+            optimiser.set_lr(lr_at(epoch))
+        passes += optimiser.run_epoch(
+            data=data,
+            batch_size=batch_size,
+            generator=generator,
+            epoch=epoch,
+            loss_fn=loss_fn,
+            targets=targets,
+            ascent=ascent,
+            extra_loss=extra_loss,
+        )
+    return passes

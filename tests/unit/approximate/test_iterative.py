@@ -1,0 +1,194 @@
+"""FT, GA, RL, ℓ1-sparse, SalUn, boundary shrink and retrain: each moves the right way."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from obliviate.errors import ConfigError, DataError
+from obliviate.strategies.approximate import (
+    BoundaryShrink,
+    BoundaryShrinkConfig,
+    FineTune,
+    FineTuneConfig,
+    GradientAscent,
+    GradientAscentConfig,
+    L1Sparse,
+    L1SparseConfig,
+    LabelledData,
+    RandomLabel,
+    RandomLabelConfig,
+    RetrainReference,
+    RetrainReferenceConfig,
+    SalUn,
+    SalUnConfig,
+)
+from obliviate.strategies.approximate.boundary_shrink import neighbour_labels
+from obliviate.strategies.approximate.data import default_loss
+from obliviate.strategies.approximate.l1_sparse import l1_strength
+from obliviate.strategies.approximate.random_label import random_other_labels
+from obliviate.strategies.approximate.retrain import reinitialise
+from obliviate.strategies.approximate.salun import saliency_mask
+from obliviate.testing import model_parameters
+from tests.unit.approximate.helpers import CLASSES, accuracy, trained
+
+# The forget set is mislabelled and memorised (accuracy 1.0 against its given labels), so
+# forgetting must lower that accuracy while the retain accuracy stays high.
+FORGETTING = [
+    FineTune(FineTuneConfig(epochs=10, lr=0.02)),
+    GradientAscent(GradientAscentConfig(epochs=5, lr=0.02)),
+    RandomLabel(RandomLabelConfig(epochs=3)),
+    L1Sparse(L1SparseConfig(epochs=10, lr=0.02)),
+    SalUn(SalUnConfig(epochs=3)),
+    BoundaryShrink(BoundaryShrinkConfig(epochs=3)),
+    RetrainReference(RetrainReferenceConfig(epochs=20)),
+]
+
+
+@pytest.mark.parametrize("method", FORGETTING, ids=lambda m: m.name)
+def test_forgetting_lowers_forget_accuracy_and_keeps_retain_accuracy(method: object) -> None:
+    setup = trained()
+    assert accuracy(setup.model, setup.forget) == 1.0
+    result = method.unlearn(model=setup.model, forget=setup.forget, retain=setup.retain)  # type: ignore[attr-defined]
+    assert accuracy(result.model, setup.forget) <= 0.6
+    assert accuracy(result.model, setup.retain) >= 0.9
+
+
+def test_random_labels_are_wrong_and_cover_the_other_classes() -> None:
+    labels = torch.arange(3000) % 4
+    drawn = random_other_labels(labels, num_classes=4, generator=torch.Generator().manual_seed(0))
+    assert not bool((drawn == labels).any())
+    for y in range(4):
+        others = drawn[labels == y]
+        counts = torch.bincount(others, minlength=4)
+        assert counts[y] == 0 and bool((counts[torch.arange(4) != y] > 200).all())
+    compat = random_other_labels(
+        labels, num_classes=4, generator=torch.Generator().manual_seed(0), allow_true=True
+    )
+    assert bool((compat == labels).any())
+    with pytest.raises(DataError, match="at least 2 classes"):
+        random_other_labels(labels[:3] * 0, num_classes=1, generator=torch.Generator())
+
+
+def test_l1_strength_decays_linearly_to_zero() -> None:
+    values = [l1_strength(gamma=1.0, epoch=t, epochs=10, no_l1_epochs=0) for t in range(10)]
+    assert values[0] == 1.0 and values[5] == 0.5
+    assert all(a > b for a, b in zip(values, values[1:], strict=False))
+    assert l1_strength(gamma=1.0, epoch=8, epochs=10, no_l1_epochs=2) == 0.0
+    assert l1_strength(gamma=1.0, epoch=4, epochs=10, no_l1_epochs=2) == 0.5
+
+
+def test_l1_penalty_shrinks_the_weights() -> None:
+    setup = trained()
+    plain = L1Sparse(L1SparseConfig(gamma=0.0, epochs=3)).unlearn(
+        model=setup.model, forget=setup.forget, retain=setup.retain
+    )
+    sparse = L1Sparse(L1SparseConfig(gamma=1e-3, epochs=3)).unlearn(
+        model=setup.model, forget=setup.forget, retain=setup.retain
+    )
+    assert sparse.evidence["l1_norm_after"] < plain.evidence["l1_norm_after"]
+    assert plain.evidence["l1_norm_before"] == sparse.evidence["l1_norm_before"]
+
+
+def test_salun_only_moves_the_salient_weights() -> None:
+    setup = trained()
+    config = SalUnConfig(rho=0.3, epochs=2, weight_decay=0.05)
+    salient, _ = saliency_mask(
+        model=setup.model, forget=setup.forget, loss_fn=default_loss, rho=0.3
+    )
+    result = SalUn(config).unlearn(model=setup.model, forget=setup.forget, retain=setup.retain)
+    before = model_parameters(setup.model)
+    moved = 0
+    for name, param in result.model.named_parameters():
+        frozen = salient[name] == 0
+        assert torch.equal(param.detach()[frozen], before[name][frozen])  # bitwise, despite wd
+        moved += int((param.detach() != before[name]).sum())
+    total = sum(m.numel() for m in salient.values())
+    assert result.evidence["mask_density"] == pytest.approx(0.3, abs=1 / total)
+    assert 0 < moved <= round(0.3 * total)
+
+
+def test_saliency_mask_keeps_the_largest_forget_gradients() -> None:
+    setup = trained()
+    salient, threshold = saliency_mask(
+        model=setup.model, forget=setup.forget, loss_fn=default_loss, rho=0.1
+    )
+    params = list(setup.model.parameters())
+    grads = torch.autograd.grad(
+        default_loss(setup.model(setup.forget.features), setup.forget.labels), params
+    )
+    scores = torch.cat([g.abs().flatten() for g in grads])
+    chosen = torch.cat([m.flatten() for m in salient.values()]).bool()
+    assert float(scores[chosen].min()) >= float(scores[~chosen].max()) - 1e-9
+    assert threshold == pytest.approx(float(scores[chosen].min()), rel=1e-5)
+
+
+def test_boundary_labels_are_neighbouring_wrong_classes() -> None:
+    setup = trained()
+    labels, crossed = neighbour_labels(
+        model=setup.model, data=setup.forget, loss_fn=default_loss, epsilon=0.1
+    )
+    assert not bool((labels == setup.forget.labels).any())
+    assert bool(((labels >= 0) & (labels < CLASSES)).all())
+    assert 0.0 <= crossed <= 1.0
+    compat, _ = neighbour_labels(
+        model=setup.model, data=setup.forget, loss_fn=default_loss, epsilon=1e-6, allow_true=True
+    )
+    assert torch.equal(compat, setup.forget.labels)  # a tiny step crosses nothing
+
+
+def test_reinitialise_is_seeded_and_complete() -> None:
+    setup = trained()
+    copies = []
+    for _ in range(2):
+        model = trained().model
+        torch.manual_seed(5)
+        reinitialise(model)
+        copies.append(model_parameters(model))
+    trained_params = model_parameters(setup.model)
+    for name in trained_params:
+        assert torch.equal(copies[0][name], copies[1][name])
+        assert not torch.equal(copies[0][name], trained_params[name])
+
+
+def test_reinitialise_refuses_parameters_it_cannot_reset() -> None:
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(2, 2)
+            self.scale = nn.Parameter(torch.ones(2))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.linear(x) * self.scale
+
+    data = LabelledData(features=torch.randn(6, 2), labels=torch.arange(6) % 2)
+    model = Scaled()
+    with pytest.raises(ConfigError, match=r"\['scale'\]"):
+        RetrainReference().unlearn(
+            model=model, forget=data.subset(torch.arange(2)), retain=data.subset(torch.arange(2, 6))
+        )
+
+
+CONFIG_ERRORS = [
+    (FineTuneConfig, "lr", 0.0),
+    (FineTuneConfig, "epochs", 0),
+    (FineTuneConfig, "batch_size", 1.5),
+    (FineTuneConfig, "momentum", 1.0),
+    (FineTuneConfig, "weight_decay", -1.0),
+    (GradientAscentConfig, "lr", float("nan")),
+    (RandomLabelConfig, "allow_true_label", "yes"),
+    (L1SparseConfig, "gamma", -1e-4),
+    (L1SparseConfig, "no_l1_epochs", 10),
+    (SalUnConfig, "rho", 0.0),
+    (SalUnConfig, "rho", 1.5),
+    (BoundaryShrinkConfig, "epsilon", 0.0),
+    (BoundaryShrinkConfig, "clamp", (1.0, 0.0)),
+    (RetrainReferenceConfig, "schedule", "step"),
+]
+
+
+@pytest.mark.parametrize(("cls", "field", "value"), CONFIG_ERRORS)
+def test_invalid_configs_name_the_field(cls: type, field: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=f"{field} must"):
+        cls(**{field: value})

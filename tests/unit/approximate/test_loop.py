@@ -1,0 +1,125 @@
+"""MaskedSGD: masked entries stay bitwise unchanged through weight decay and momentum."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional
+
+from obliviate.errors import ConfigError, TrainingError
+from obliviate.strategies.approximate import LabelledData, MaskedSGD, enforce_mask, masked_sgd
+
+
+def _problem() -> tuple[nn.Module, LabelledData, dict[str, torch.Tensor]]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
+    data = LabelledData(features=torch.randn(40, 4), labels=torch.arange(40) % 3)
+    generator = torch.Generator().manual_seed(1)
+    mask = {
+        n: (torch.rand(p.shape, generator=generator) < 0.5).float()
+        for n, p in model.named_parameters()
+    }
+    return model, data, mask
+
+
+def test_gradient_masking_alone_leaks_through_weight_decay_and_momentum() -> None:
+    # The failure SalUn's code had (issue #32): this is why MaskedSGD exists.
+    model, data, mask = _problem()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    for _ in range(3):
+        optimizer.zero_grad()
+        functional.cross_entropy(model(data.features), data.labels).backward()
+        for n, p in model.named_parameters():
+            assert p.grad is not None
+            p.grad.mul_(mask[n])
+        optimizer.step()
+    leaked = sum(
+        int((p.detach() != before[n])[mask[n] == 0].sum()) for n, p in model.named_parameters()
+    )
+    assert leaked > 0
+
+
+def test_masked_sgd_holds_masked_entries_bitwise() -> None:
+    model, data, mask = _problem()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    passes = masked_sgd(
+        model=model,
+        data=data,
+        epochs=3,
+        lr=0.1,
+        batch_size=8,
+        generator=torch.Generator().manual_seed(0),
+        momentum=0.9,
+        weight_decay=0.05,
+        mask=mask,
+    )
+    assert passes == 3 * len(data)
+    for n, p in model.named_parameters():
+        frozen = mask[n] == 0
+        assert torch.equal(p.detach()[frozen], before[n][frozen])
+        assert bool((p.detach() != before[n])[~frozen].any())
+
+
+def test_enforce_mask_writes_positive_zeros() -> None:
+    model, _, mask = _problem()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(-p.abs() - 1)
+    enforce_mask(model, mask)
+    for n, p in model.named_parameters():
+        zeros = p.detach()[mask[n] == 0]
+        assert torch.equal(zeros.view(torch.int32), torch.zeros_like(zeros, dtype=torch.int32))
+        assert bool((p.detach()[mask[n] == 1] < 0).all())
+
+
+def test_options_change_the_objective() -> None:
+    model, data, _ = _problem()
+    runs = {}
+    options = {
+        "plain": {},
+        "ascent": {"ascent": True},
+        "targets": {"targets": lambda x, y: (y + 1) % 3},
+        "extra": {"extra_loss": lambda m, e: sum(p.abs().sum() for p in m.parameters())},
+        "lr_at": {"lr_at": lambda epoch: 0.0},
+    }
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for key, kw in options.items():
+        copy = _problem()[0]
+        masked_sgd(
+            model=copy,
+            data=data,
+            epochs=2,
+            lr=0.1,
+            batch_size=10,
+            generator=torch.Generator().manual_seed(0),
+            weight_decay=0.0,
+            **kw,  # type: ignore[arg-type]
+        )
+        runs[key] = torch.cat([p.detach().flatten() for p in copy.parameters()])
+    assert torch.equal(runs["lr_at"], torch.cat([p.flatten() for p in start.values()]))
+    for key in ("ascent", "targets", "extra"):
+        assert not torch.equal(runs[key], runs["plain"])
+
+
+def test_non_finite_loss_raises() -> None:
+    model, data, _ = _problem()
+    with pytest.raises(TrainingError, match="loss became"):
+        masked_sgd(
+            model=model,
+            data=data,
+            epochs=50,
+            lr=1e30,
+            batch_size=8,
+            generator=torch.Generator().manual_seed(0),
+            ascent=True,
+        )
+
+
+def test_mask_errors_name_the_parameter() -> None:
+    model, data, _ = _problem()
+    with pytest.raises(ConfigError, match="'nope'"):
+        MaskedSGD(model=model, lr=0.1, mask={"nope": torch.ones(1)})
+    with pytest.raises(ConfigError, match="has shape"):
+        MaskedSGD(model=model, lr=0.1, mask={"0.weight": torch.ones(3)})
