@@ -31,6 +31,7 @@ check: $(VENV)/.dev
 	$(VENV)/bin/mypy
 
 test: check
+	./scripts/install-chromium.sh
 	$(VENV)/bin/pytest
 
 bench: $(VENV)/.dev

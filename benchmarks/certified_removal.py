@@ -141,7 +141,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "| sigma | budget | removals | first forced retrain after | retrains | "
         "removals per budget (extrapolated) | median removal s | paired retrain s | "
-        "removal / retrain | max true/bound | test acc before -> after |",
+        "removal / retrain | max true/bound (1 = just after a retrain) | "
+        "test acc before -> after |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in report["settings"]:

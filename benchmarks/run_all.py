@@ -8,6 +8,24 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-for script in ["sisa_mnist.py", "sisa_targets.py"]:
+SCRIPTS = [
+    "sisa_mnist.py",
+    "sisa_targets.py",
+    "batched_training.py",
+    "executors.py",
+    "sispa.py",
+    "online_ensemble.py",
+    "s3t.py",
+    "approximate_jia.py",
+    "certified_removal.py",
+    "backdoor_cleanse.py",
+    "evaluation_suite.py",
+    "ledger_bench.py",
+    "service_throughput.py",
+    "service_latency.py",
+    "service_crash_trials.py",
+]
+
+for script in SCRIPTS:
     print(f"== {script}")
     subprocess.run([sys.executable, str(HERE / script)], check=True)

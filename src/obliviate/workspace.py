@@ -32,6 +32,7 @@ from obliviate.provenance import DatasetRecord, Provenance, VerifyReport
 from obliviate.storage import CheckpointStore
 from obliviate.strategies import STRATEGIES, ForgetResult, ModelContext, Strategy
 from obliviate.strategies.base import ModelFactory
+from obliviate.training.executors import Executor
 
 __all__ = ["Workspace"]
 
@@ -66,8 +67,18 @@ class Workspace:
         >>> ws.close()
     """
 
-    def __init__(self, root: Path, *, database_url: str, storage_url: str) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        database_url: str,
+        storage_url: str,
+        executor: Executor | None = None,
+    ) -> None:
         self.root = root
+        # Where shard training runs (None: OBLIVIATE_EXECUTOR, default a process pool). The
+        # workspace never closes an executor it was given.
+        self.executor = executor
         self.database_url = database_url
         self.storage_url = storage_url
         self.provenance = Provenance.connect(database_url)
@@ -89,14 +100,20 @@ class Workspace:
         database_url: str | None = None,
         storage_url: str | None = None,
         exist_ok: bool = False,
+        executor: Executor | None = None,
     ) -> Workspace:
-        """Creates a workspace at ``path`` (SQLite and local files unless URLs are given)."""
+        """Creates a workspace at ``path`` (SQLite and local files unless URLs are given).
+
+        ``executor`` runs shard training (inline, a process pool or Ray; see
+        ``obliviate.training.executors``); it never changes results, only where they are
+        computed.
+        """
         root = Path(path).resolve()
         manifest = root / _MANIFEST
         if manifest.exists():
             if not exist_ok:
                 raise WorkspaceError(f"a workspace already exists at {root}; open it instead.")
-            return cls.open(root)
+            return cls.open(root, executor=executor)
         root.mkdir(parents=True, exist_ok=True)
         data = {
             "kind": "workspace",
@@ -104,14 +121,14 @@ class Workspace:
             "database_url": database_url,
             "storage_url": storage_url,
         }
-        workspace = cls._from_manifest(root, data)
+        workspace = cls._from_manifest(root, data, executor=executor)
         tmp = manifest.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2) + "\n")
         os.replace(tmp, manifest)
         return workspace
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> Workspace:
+    def open(cls, path: str | os.PathLike[str], *, executor: Executor | None = None) -> Workspace:
         """Opens an existing workspace.
 
         Raises:
@@ -134,13 +151,15 @@ class Workspace:
             raise WorkspaceError(
                 f"{manifest} is not a format-{_FORMAT_VERSION} obliviate workspace manifest."
             )
-        return cls._from_manifest(root, data)
+        return cls._from_manifest(root, data, executor=executor)
 
     @classmethod
-    def _from_manifest(cls, root: Path, data: dict[str, Any]) -> Workspace:
+    def _from_manifest(
+        cls, root: Path, data: dict[str, Any], *, executor: Executor | None
+    ) -> Workspace:
         database_url = data.get("database_url") or f"sqlite:///{root / 'registry.db'}"
         storage_url = data.get("storage_url") or (root / "checkpoints").as_uri()
-        return cls(root, database_url=database_url, storage_url=storage_url)
+        return cls(root, database_url=database_url, storage_url=storage_url, executor=executor)
 
     def close(self) -> None:
         """Waits for background work, then releases the database."""
@@ -192,6 +211,7 @@ class Workspace:
             features=self.features,
             model_dir=self.root / "models" / name,
             auditor=self.auditor,
+            executor=self.executor,
         )
 
     def create(

@@ -12,6 +12,7 @@ Typical use::
 from __future__ import annotations
 
 import obliviate.data.builtin_datasets  # noqa: F401  (registers the built-in datasets)
+from obliviate.data.backdoor import PoisonedData, add_trigger, attack_success_rate, poison
 from obliviate.data.catalog import DATASETS, DatasetSpec, SplitSource, load_dataset
 from obliviate.data.cifar import read_cifar_binary, read_cifar_python
 from obliviate.data.download import RemoteFile
@@ -23,14 +24,18 @@ from obliviate.data.tabular import load_csv, load_file, load_npz, load_parquet
 __all__ = [
     "DATASETS",
     "DatasetSpec",
+    "PoisonedData",
     "RemoteFile",
     "SampleSet",
     "SplitSource",
+    "add_trigger",
+    "attack_success_rate",
     "load_csv",
     "load_dataset",
     "load_file",
     "load_npz",
     "load_parquet",
+    "poison",
     "read_cifar_binary",
     "read_cifar_python",
     "read_idx",

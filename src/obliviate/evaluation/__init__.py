@@ -28,7 +28,7 @@ from obliviate.evaluation.competition import (
 from obliviate.evaluation.data import EvalData, load_eval_npz, workspace_data
 from obliviate.evaluation.ensemble import EnsembleConfig, EnsembleOutputs, build_ensemble
 from obliviate.evaluation.evaluate import DEFAULT_ATTACKS, evaluate
-from obliviate.evaluation.gold import GoldReference, ensure_reference
+from obliviate.evaluation.gold import GOLD_PREFIX, GoldReference, ensure_reference
 from obliviate.evaluation.lira import ULiraResult, ulira
 from obliviate.evaluation.metrics import (
     accuracy,
@@ -60,6 +60,7 @@ from obliviate.evaluation.report import (
 __all__ = [
     "ATTACKS",
     "DEFAULT_ATTACKS",
+    "GOLD_PREFIX",
     "AggregateMetric",
     "AggregateReport",
     "Attack",

@@ -5,6 +5,10 @@ processes the durable request queue (``obliviate worker``). Both share the works
 database, which holds the queue, the idempotency keys and the hashed API keys.
 See ``docs/service.md``.
 
+Monitoring: ``/metrics`` (Prometheus, computed from the database at scrape time),
+``deploy/prometheus/obliviate-alerts.yml`` (alerting rules) and ``/dashboard`` (a static page
+over the JSON API).
+
 Importing this package needs the ``server`` extra (FastAPI, uvicorn, prometheus-client).
 """
 
@@ -19,7 +23,8 @@ from obliviate.service.errors import (
 from obliviate.service.queue import Lease, NewRequest, RequestQueue, RequestRecord, Submitted
 from obliviate.service.served import ModelServer, ServedVersion
 from obliviate.service.settings import ServiceSettings
-from obliviate.service.worker import BatchOutcome, Worker
+from obliviate.service.stats import QueueStats, QueueSummary
+from obliviate.service.worker import BatchOutcome, ResumedRetrain, Worker
 
 __all__ = [
     "SCOPES",
@@ -32,8 +37,11 @@ __all__ = [
     "Lease",
     "ModelServer",
     "NewRequest",
+    "QueueStats",
+    "QueueSummary",
     "RequestQueue",
     "RequestRecord",
+    "ResumedRetrain",
     "ServedVersion",
     "ServiceError",
     "ServiceSettings",

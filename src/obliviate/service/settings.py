@@ -58,6 +58,12 @@ class ServiceSettings:
             of scrapes costs one scan).
         auth_cache_seconds: how long a verified API key is trusted without a database
             lookup (so a revocation takes effect within this time); 0 checks every request.
+        gold_audit_seconds: when set, a worker runs the gold-standard audit
+            (``obliviate audit gold-standard``) for every served model at most this often,
+            once deletions arrived since the last audit; the outcome feeds
+            ``obliviate_gold_standard_breach`` and its alert. ``None`` turns it off.
+        gold_audit_test: the registered (non-deletable) dataset the audit tests on;
+            required with ``gold_audit_seconds``.
     """
 
     workspace: Path = field(default=Path(".obliviate"))
@@ -81,6 +87,8 @@ class ServiceSettings:
     prune_interval_seconds: float = 3600.0
     metrics_cache_seconds: float = 5.0
     auth_cache_seconds: float = 1.0
+    gold_audit_seconds: float | None = None
+    gold_audit_test: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "workspace", Path(self.workspace))
@@ -113,6 +121,16 @@ class ServiceSettings:
         need("prune_interval_seconds", self.prune_interval_seconds > 0, positive)
         need("metrics_cache_seconds", self.metrics_cache_seconds >= 0, "must be >= 0")
         need("auth_cache_seconds", 0 <= self.auth_cache_seconds <= 60, "must be in [0, 60]")
+        need(
+            "gold_audit_seconds",
+            self.gold_audit_seconds is None or self.gold_audit_seconds > 0,
+            "must be > 0 or None",
+        )
+        need(
+            "gold_audit_test",
+            (self.gold_audit_seconds is None) or bool(self.gold_audit_test),
+            "a registered test dataset is required when gold_audit_seconds is set",
+        )
         if problems:
             raise ConfigError("invalid ServiceSettings: " + "; ".join(problems) + ".")
 

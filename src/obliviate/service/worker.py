@@ -29,7 +29,9 @@ and time, under ``resumed``), not a no-op.
 **Timings are recorded in the rows.** Each result carries ``rollback_seconds``,
 ``retrain_seconds`` and ``shards_retrained``; the API process's ``/metrics`` aggregates them
 from the table (see :mod:`obliviate.service.stats`), because the worker is another process.
-The worker also prunes expired idempotency keys every ``prune_interval_seconds``.
+The worker also prunes expired idempotency keys every ``prune_interval_seconds`` and, when
+``gold_audit_seconds`` is set, runs the periodic gold-standard audit of every served model
+(it trains the reference in this process, so a worker is busy while it does).
 
 Heartbeats run on a separate thread while the forget runs; if the lease is lost anyway (a
 stall longer than the lease), the completion writes are refused by the fence and the other
@@ -149,6 +151,7 @@ class Worker:
         self.model_factories = dict(model_factories or {})
         self.on_batch: Callable[[BatchOutcome], None] | None = None
         self._next_prune = 0.0
+        self._next_audit = 0.0
 
     # ----------------------------------------------------------------------------- loop
     def run(self, *, stop: threading.Event | None = None, max_batches: int | None = None) -> int:
@@ -161,6 +164,7 @@ class Worker:
         done = 0
         while not stop.is_set() and (max_batches is None or done < max_batches):
             self.maybe_prune()
+            self.maybe_audit()
             if self.run_once() is None:
                 stop.wait(self.queue.settings.poll_seconds)
             else:
@@ -186,6 +190,58 @@ class Worker:
         except Exception:  # noqa: BLE001 - housekeeping must not stop the worker
             _log.exception("could not prune expired idempotency keys")
             return 0
+
+    def maybe_audit(self) -> list[Any]:
+        """Runs the gold-standard audit for each served model that is due.
+
+        Due means: ``gold_audit_seconds`` passed since this worker last looked, and, per
+        model, deletions arrived since its last recorded audit. A breach is logged and
+        recorded (``/metrics`` exports it; the shipped alert fires on it); an audit that
+        cannot run is logged and retried at the next interval, never raised.
+
+        Returns:
+            The audit outcomes of this call (empty when not due or turned off).
+        """
+        settings = self.queue.settings
+        if settings.gold_audit_seconds is None or settings.gold_audit_test is None:
+            return []
+        now = time.monotonic()
+        if now < self._next_audit:
+            return []
+        self._next_audit = now + settings.gold_audit_seconds
+        from obliviate.evaluation import (
+            GOLD_PREFIX,
+            audit_due,
+            run_gold_standard_audit,
+            workspace_data,
+        )
+
+        outcomes: list[Any] = []
+        try:
+            test = workspace_data(workspace=self.workspace, dataset=settings.gold_audit_test)
+            for record in self.workspace.provenance.models():
+                if record.name.startswith(GOLD_PREFIX) or not audit_due(
+                    workspace=self.workspace,
+                    model=record.name,
+                    every_seconds=settings.gold_audit_seconds,
+                ):
+                    continue
+                outcome = run_gold_standard_audit(
+                    workspace=self.workspace,
+                    model=record.name,
+                    test=test,
+                    model_factory=self.model_factories.get(record.name),
+                )
+                outcomes.append(outcome)
+                if not outcome.ok:
+                    _log.warning(
+                        "gold-standard audit of %s breached: %s",
+                        record.name,
+                        ", ".join(f"{c.metric} gap {c.gap:.2f}" for c in outcome.breaches),
+                    )
+        except Exception:  # noqa: BLE001 - an audit must not stop deletions
+            _log.exception("the periodic gold-standard audit failed")
+        return outcomes
 
     def drain(self, *, timeout: float = 60.0) -> list[BatchOutcome]:
         """Processes batches until nothing is queued or running (tests and ``--drain``).

@@ -186,7 +186,9 @@ class ProcessExecutor:
                 if attempt == self.retries:
                     raise TrainingError(
                         f"a training worker process died ({exc}); {self.retries + 1} attempts "
-                        "failed. Check memory limits, or use fewer workers."
+                        "failed. Workers are spawned, so a script that trains must run its code "
+                        "under `if __name__ == '__main__':`; otherwise check memory limits, use "
+                        "fewer workers, or set OBLIVIATE_EXECUTOR=inline."
                     ) from exc
             except BaseException:
                 for future in futures:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -237,6 +238,9 @@ def test_predict_uses_the_active_version_and_swaps_after_a_forget(
     assert body["components_total"] == 3
     _post(client, full, {"sample_ids": ["s1"], "reason": "x"})
     _drain(app)
+    # The server trusts a loaded version for model_refresh_seconds; past that it must swap.
+    # (Without this wait a fast drain finishes inside the window and the test is flaky.)
+    time.sleep(app.state.obliviate.settings.model_refresh_seconds + 0.05)
     after = client.post("/v1/predict", json={"features": x}, headers=full).json()
     newest = workspace.provenance.active_version("m")
     assert newest is not None and after["version"] == newest.number > body["version"]

@@ -164,18 +164,32 @@ def test_an_interrupted_retrain_is_finished_like_an_uninterrupted_one(
     assert finish_interrupted_retrain(workspace.model("m")) is None  # nothing left to do
 
 
-def test_model_server_swaps_versions_atomically(workspace: Workspace) -> None:
+def test_model_server_swaps_versions_atomically(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     server = ModelServer(workspace, refresh_seconds=0.0)
     x = make_blobs(n=60, subjects=6).features[:8]
     before = server.predict("m", x)
     seen: list[tuple[int, list[int]]] = []
     stop = threading.Event()
+    rolled_back_served = threading.Event()
 
     def hammer() -> None:
         while not stop.is_set():
             prediction = server.predict("m", x)
             seen.append((prediction.version, prediction.labels.tolist()))
+            if prediction.version > before.version:
+                rolled_back_served.set()
 
+    original = SISA._bring_up_to_date
+
+    def retrain_once_the_rollback_was_served(self: SISA, *args: object, **kwargs: object) -> object:
+        # On a loaded machine the hammer might not run inside the retrain window at all;
+        # hold the retrain until it has answered from the rolled-back version.
+        assert rolled_back_served.wait(60), "the rolled-back version was never served"
+        return original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SISA, "_bring_up_to_date", retrain_once_the_rollback_was_served)
     thread = threading.Thread(target=hammer)
     thread.start()
     try:
