@@ -20,6 +20,7 @@ from rich.table import Table
 from obliviate.cli._common import console, progress_bars
 from obliviate.data import load_dataset
 from obliviate.data.sample_set import SampleSet
+from obliviate.ledger import verify_receipt
 from obliviate.strategies import RetrainConfig, SISAConfig
 from obliviate.training import TrainConfig
 from obliviate.workspace import Workspace
@@ -131,6 +132,16 @@ def demo(
                 f"5. Predict with v{prediction.version}: test accuracy {accuracy:.2%}; "
                 f"first predictions {preview}"
             )
+
+            if result.receipt is not None:
+                check = verify_receipt(result.receipt, keys=ws.ledger.public_keys())
+                log = ws.ledger.verify()
+                console.print(
+                    f"6. Signed receipt for request {check.request_id[:12]}: "
+                    f"[green]{check.guarantee}[/green], leaf {check.leaf_index} of a "
+                    f"{check.tree_size}-leaf Merkle log, signature and inclusion proof OK; the "
+                    f"whole audit log ({log.size} events, no personal identifiers) verifies"
+                )
     finally:
         if not keep and workspace is None:
             shutil.rmtree(root, ignore_errors=True)
