@@ -31,9 +31,11 @@ def test_three_workers_share_the_queue_and_forget_each_request_once(
     monkeypatch.setenv("OBLIVIATE_EXECUTOR", "inline")
     root = tmp_path / "ws"
     with Workspace.init(root, database_url=postgres_url) as ws:
-        ws.register(make_blobs(n=40, subjects=4), dataset="d")
+        # One dataset per model: a deletion request names one model, and another model on
+        # the same dataset keeps a sample deleted through it until its own next forget.
         for name in ("a", "b"):
-            ws.train(name=name, dataset="d", config=CONFIG)
+            ws.register(make_blobs(n=40, subjects=4), dataset=f"d{name}")
+            ws.train(name=name, dataset=f"d{name}", config=CONFIG)
     settings = ServiceSettings(
         workspace=root, batch_window_seconds=0.0, max_batch=2, poll_seconds=0.02
     )
