@@ -245,21 +245,11 @@ def _unchanged(
         deletion_id = deletion.id
         context.provenance.update_deletion(deletion_id, status="noop")
         strategy.purge_features(pks)
-    seconds = time.perf_counter() - start
-    return ForgetResult(
+    return ForgetResult.unchanged(
         model=context.name,
         guarantee=Guarantee.APPROXIMATE,
         deletion_id=deletion_id,
-        forgotten_sample_ids=(),
         already_deleted_ids=tuple(resolution.already_deleted_ids),
-        noop=True,
-        version_before=version,
-        rolled_back_version=None,
         version=version,
-        affected_components=(),
-        earliest_slices={},
-        samples_retrained=0,
-        sample_passes=0,
-        rollback_seconds=seconds,
-        seconds=seconds,
+        seconds=time.perf_counter() - start,
     )

@@ -25,7 +25,7 @@ from obliviate.registry import Registry
 
 if TYPE_CHECKING:
     from obliviate.data.feature_store import FeatureStore
-    from obliviate.provenance import Provenance
+    from obliviate.provenance import Provenance, SampleTable
     from obliviate.storage import CheckpointStore
     from obliviate.training.executors import Executor
 
@@ -141,6 +141,36 @@ class ForgetResult:
     request_id: str = ""
     receipt: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
+    @classmethod
+    def unchanged(
+        cls,
+        *,
+        model: str,
+        guarantee: Guarantee,
+        deletion_id: int | None,
+        already_deleted_ids: tuple[str, ...],
+        version: int,
+        seconds: float,
+    ) -> ForgetResult:
+        """A forget that changed no model: no served component held any requested sample."""
+        return cls(
+            model=model,
+            guarantee=guarantee,
+            deletion_id=deletion_id,
+            forgotten_sample_ids=(),
+            already_deleted_ids=already_deleted_ids,
+            noop=True,
+            version_before=version,
+            rolled_back_version=None,
+            version=version,
+            affected_components=(),
+            earliest_slices={},
+            samples_retrained=0,
+            sample_passes=0,
+            rollback_seconds=seconds,
+            seconds=seconds,
+        )
+
     def wait(self, timeout: float | None = None) -> ForgetResult:
         """The completed result: ``self`` when nothing is pending, else the background one."""
         return self if self.pending is None else self.pending.result(timeout)
@@ -210,6 +240,20 @@ class Strategy(ABC):
         self.context = context
         self.model_factory = model_factory
         self.progress: ProgressCallback | None = None
+
+    def _purge_features(
+        self, pks: npt.NDArray[np.int64], *, deleted: SampleTable | None = None
+    ) -> None:
+        """Zeroes deleted samples' features in the workspace (they are personal data).
+
+        ``deleted`` is the dataset's table of deleted samples when the caller has it already.
+        """
+        table = deleted
+        if table is None:
+            table = self.context.provenance.samples(dataset=self.context.dataset, status="deleted")
+        rows = np.flatnonzero(np.isin(table.pk, pks))
+        if len(rows):
+            self.context.features.purge(self.context.dataset, table.chunks[rows], table.rows[rows])
 
     def report(self, task: str, done: int, total: int, detail: str = "") -> None:
         """Tells the progress callback (if any) about finished work; the CLI draws bars."""

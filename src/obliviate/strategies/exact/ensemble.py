@@ -548,11 +548,6 @@ class OnlineEnsemble(Strategy):
             bases[k] = record
         return bases
 
-    def _purge_features(self, pks: npt.NDArray[np.int64]) -> None:
-        table = self.context.provenance.samples(dataset=self.context.dataset, status="deleted")
-        rows = np.flatnonzero(np.isin(table.pk, pks))
-        self.context.features.purge(self.context.dataset, table.chunks[rows], table.rows[rows])
-
     # ----------------------------------------------------------------------- predict
     def _model_for(self, checkpoint_id: str, component: str) -> nn.Module:
         cached = self._models.get(checkpoint_id)

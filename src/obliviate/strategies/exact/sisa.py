@@ -416,23 +416,13 @@ class SISA(Strategy):
         deletion_id: int | None,
     ) -> ForgetResult:
         """No served component holds any of the samples: the model stays as it is."""
-        seconds = time.perf_counter() - start
-        return ForgetResult(
+        return ForgetResult.unchanged(
             model=self.context.name,
             guarantee=Guarantee.EXACT,
             deletion_id=deletion_id,
-            forgotten_sample_ids=(),
             already_deleted_ids=already,
-            noop=True,
-            version_before=current.number,
-            rolled_back_version=None,
             version=current.number,
-            affected_components=(),
-            earliest_slices={},
-            samples_retrained=0,
-            sample_passes=0,
-            rollback_seconds=seconds,
-            seconds=seconds,
+            seconds=time.perf_counter() - start,
         )
 
     def _deleted_in(self, version: VersionRecord) -> tuple[list[str], npt.NDArray[np.int64]]:
@@ -441,11 +431,6 @@ class SISA(Strategy):
             model=self.context.name, number=version.number
         )
         return list(report.deleted_seen), np.asarray(report.deleted_seen_pks, dtype=np.int64)
-
-    def _purge_features(self, pks: npt.NDArray[np.int64]) -> None:
-        table = self.context.provenance.samples(dataset=self.context.dataset, status="deleted")
-        rows = np.flatnonzero(np.isin(table.pk, pks))
-        self.context.features.purge(self.context.dataset, table.chunks[rows], table.rows[rows])
 
     def _chain(self, checkpoint_id: str | None) -> list[CheckpointRecord]:
         chain = []

@@ -563,10 +563,17 @@ class S3T(Strategy):
                 affected[name] = served(lengths)[1]
             if not forgotten:
                 if len(new_pks):
-                    self._purge(deleted, new_pks)
+                    self._purge_features(new_pks, deleted=deleted)
                 if deletion_id is not None:
                     prov.update_deletion(deletion_id, status="noop")
-                return self._noop(current, already, start, deletion_id)
+                return ForgetResult.unchanged(
+                    model=self.context.name,
+                    guarantee=Guarantee.EXACT,
+                    deletion_id=deletion_id,
+                    already_deleted_ids=already,
+                    version=current.number,
+                    seconds=time.perf_counter() - start,
+                )
             rolled = self._new_version(
                 shards, current.details["backbone"], kind="rolled_back", parent=current.number
             )
@@ -583,7 +590,7 @@ class S3T(Strategy):
                     to_version=rolled.number if done_now else None,
                 )
             if len(new_pks):
-                self._purge(deleted, new_pks)
+                self._purge_features(new_pks, deleted=deleted)
             forgotten_ids = deleted.sample_ids[np.isin(deleted.pk, forgotten)]
             partial = ForgetResult(
                 model=self.context.name,
@@ -629,39 +636,6 @@ class S3T(Strategy):
             "shards_exhausted": float(budget.shards_exhausted),
             "served_fraction": budget.served_fraction,
         }
-
-    def _purge(self, deleted: SampleTable, pks: npt.NDArray[np.int64]) -> None:
-        rows = np.flatnonzero(np.isin(deleted.pk, pks))
-        if len(rows):
-            self.context.features.purge(
-                self.context.dataset, deleted.chunks[rows], deleted.rows[rows]
-            )
-
-    def _noop(
-        self,
-        current: VersionRecord,
-        already: tuple[str, ...],
-        start: float,
-        deletion_id: int | None,
-    ) -> ForgetResult:
-        seconds = time.perf_counter() - start
-        return ForgetResult(
-            model=self.context.name,
-            guarantee=Guarantee.EXACT,
-            deletion_id=deletion_id,
-            forgotten_sample_ids=(),
-            already_deleted_ids=already,
-            noop=True,
-            version_before=current.number,
-            rolled_back_version=None,
-            version=current.number,
-            affected_components=(),
-            earliest_slices={},
-            samples_retrained=0,
-            sample_passes=0,
-            rollback_seconds=seconds,
-            seconds=seconds,
-        )
 
     # -------------------------------------------------------------------------- retrain
     def _due(self, version: VersionRecord) -> list[int]:
