@@ -47,11 +47,11 @@ def derive_seed(seed: int, *parts: object) -> int:
 def id_hash64(ids: npt.NDArray[np.str_], salt: str) -> npt.NDArray[np.uint64]:
     """A 64-bit keyed hash of each id (BLAKE2b), independent of every other id."""
     key = hashlib.sha256(salt.encode()).digest()[:32]
-    out = np.empty(len(ids), dtype=np.uint64)
-    for i, sample_id in enumerate(ids.tolist()):
-        h = hashlib.blake2b(str(sample_id).encode(), digest_size=8, key=key).digest()
-        out[i] = int.from_bytes(h, "big")
-    return out
+    digests = b"".join(
+        hashlib.blake2b(str(sample_id).encode(), digest_size=8, key=key).digest()
+        for sample_id in ids.tolist()
+    )
+    return np.frombuffer(digests, dtype=">u8").astype(np.uint64)
 
 
 def mix64(values: npt.NDArray[np.uint64], salt: int) -> npt.NDArray[np.uint64]:

@@ -49,16 +49,24 @@ def _components(ws: Workspace) -> dict[str, str | None]:
     return dict(version.components)
 
 
+RIDGE_ON_LOGITS: dict[str, object] = {
+    "aggregator": "ridge",
+    "aggregator_input": "logits",
+    "aggregator_options": {"l2": 1e-3},
+}
+
+
+@pytest.mark.parametrize("head", ["mlp-embedding", "ridge-logits"])
 @pytest.mark.parametrize("mode", ["train", "heldout"])
 @pytest.mark.parametrize(
     "forget", [["s7"], ["s1", "s2", "s50", "s77"], [f"s{i}" for i in range(0, 90, 4)]]
 )
 def test_forget_equals_fitting_without_the_samples(
-    tmp_path: Path, mode: str, forget: list[str]
+    tmp_path: Path, mode: str, forget: list[str], head: str
 ) -> None:
     data = make_blobs(n=90)
     held = make_blobs(n=40, seed=0, id_prefix="h")
-    config = _config(mode)
+    config = _config(mode, **(RIDGE_ON_LOGITS if head == "ridge-logits" else {}))
     ws_a = _fit(tmp_path / "a", data, held, config)
     model = ws_a.model("m")
     assert isinstance(model, SISPA)

@@ -91,6 +91,7 @@ def embed(
     *,
     batch_size: int = EMBED_BATCH,
     slots: npt.NDArray[np.int64] | None = None,
+    logits: bool = False,
 ) -> torch.Tensor:
     """Embeds ``inputs`` with ``model`` in eval mode, in zero-padded batches of one shape.
 
@@ -100,9 +101,11 @@ def embed(
         batch_size: rows per forward pass.
         slots: optional position in ``[0, batch_size)`` for each row (a hash of its sample
             id); with them, a row's embedding is bitwise the same in every call.
+        logits: return the model's output (its class logits) instead of the embedding: a
+            much narrower input for an aggregator, at the cost of what the head discards.
 
     Returns:
-        A ``(n, embedding_dim)`` float32 tensor.
+        A ``(n, embedding_dim)`` float32 tensor, or ``(n, classes)`` with ``logits``.
     """
     n = int(inputs.shape[0])
     if batch_size < 1:
@@ -111,6 +114,8 @@ def embed(
         slots = np.asarray(slots, dtype=np.int64)
         if slots.shape != (n,) or (n and (slots.min() < 0 or slots.max() >= batch_size)):
             raise ConfigError(f"slots must be {n} positions in [0, {batch_size}).")
+    if logits:
+        return _forward_padded(model, inputs, batch_size=batch_size, slots=slots)
     width = embedding_dim(model)
     out = torch.empty((n, width), dtype=torch.float32)
     captured: list[torch.Tensor] = []
@@ -141,3 +146,30 @@ def embed(
             hook.remove()
         model.train(was_training)
     return out
+
+
+def _forward_padded(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    *,
+    batch_size: int,
+    slots: npt.NDArray[np.int64] | None,
+) -> torch.Tensor:
+    """The model's own outputs, computed in the same fixed-shape padded batches as embed."""
+    n = int(inputs.shape[0])
+    out: torch.Tensor | None = None
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for rows, positions in _batches(n, batch_size, slots):
+                batch = torch.zeros((batch_size, *inputs.shape[1:]), dtype=inputs.dtype)
+                index, where = torch.from_numpy(rows), torch.from_numpy(positions)
+                batch[where] = inputs[index]
+                value = model(batch).reshape(batch_size, -1)[where].float()
+                if out is None:
+                    out = torch.empty((n, value.shape[1]), dtype=torch.float32)
+                out[index] = value
+    finally:
+        model.train(was_training)
+    return out if out is not None else torch.empty((0, 0), dtype=torch.float32)

@@ -19,6 +19,8 @@ from obliviate.provenance.schema import Base
 
 __all__ = ["bulk_insert"]
 
+_PLAIN = (int, str, type(None))
+
 
 def bulk_insert(conn: sa.Connection, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
     """Inserts ``rows`` (dicts keyed by column name, all with the same keys) into ``model``.
@@ -33,6 +35,22 @@ def bulk_insert(conn: sa.Connection, model: type[Base], rows: Sequence[dict[str,
         raise TypeError(f"{model.__name__} is not mapped to a table")
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
         _copy(conn, table, rows)
+        return
+    columns = list(rows[0])
+    if conn.dialect.name == "sqlite" and all(
+        isinstance(value, _PLAIN) for row in rows for value in row.values()
+    ):
+        # Rows of plain ints and strings need none of SQLAlchemy's per-row type processing;
+        # the driver's own executemany is several times faster (a SISPA aggregator records
+        # every training sample on each refit).
+        quote = conn.dialect.identifier_preparer
+        statement = (
+            f"INSERT INTO {quote.format_table(table)} "
+            f"({', '.join(quote.quote(c) for c in columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)})"
+        )
+        for part in chunks(rows, ROW_CHUNK):
+            conn.exec_driver_sql(statement, [tuple(row[c] for c in columns) for row in part])
         return
     for part in chunks(rows, ROW_CHUNK):
         conn.execute(sa.insert(table), list(part))

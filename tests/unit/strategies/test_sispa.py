@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from obliviate import TrainConfig, Workspace
 from obliviate.errors import ConfigError, UnknownNameError
-from obliviate.strategies.exact.aggregator import build_aggregator
+from obliviate.strategies.exact.aggregator import RidgeAggregator, build_aggregator
 from obliviate.strategies.exact.sispa import AGGREGATOR, SISPA
 from obliviate.strategies.exact.sispa_config import SISPAConfig
 from obliviate.testing import make_blobs
@@ -161,6 +162,7 @@ def test_a_deletable_heldout_dataset_is_refused_before_training(ws: Workspace) -
         ({"aggregator_data": "heldout"}, "needs heldout_dataset"),
         ({"heldout_dataset": "held"}, "only used with"),
         ({"aggregator_data": "test"}, "aggregator_data must be one of"),
+        ({"aggregator_input": "probs"}, "aggregator_input must be one of"),
         ({"fallback_aggregation": "max"}, "fallback_aggregation"),
         ({"shards": 0}, "shards must be"),
     ],
@@ -185,6 +187,53 @@ def test_aggregator_family_rejects_unknown_names_and_options() -> None:
         build_aggregator("nope", shards=2, embedding_dim=3, num_classes=2, options={})
     with pytest.raises(ConfigError, match="no options"):
         build_aggregator("mlp", shards=2, embedding_dim=3, num_classes=2, options={"depth": 2})
+
+
+def test_ridge_rejects_a_bad_penalty_and_unknown_options() -> None:
+    with pytest.raises(ConfigError, match="l2 must be a number > 0"):
+        build_aggregator("ridge", shards=2, embedding_dim=3, num_classes=2, options={"l2": 0})
+    with pytest.raises(ConfigError, match="no options"):
+        build_aggregator("ridge", shards=2, embedding_dim=3, num_classes=2, options={"lr": 1})
+
+
+def test_ridge_solves_the_penalised_least_squares_problem() -> None:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 6, generator=generator)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long() + (x[:, 2] > 1).long()
+    head = build_aggregator("ridge", shards=3, embedding_dim=2, num_classes=3, options={"l2": 0.1})
+    assert isinstance(head, RidgeAggregator)
+    head.fit_closed_form(x, y)
+    # The normal equations hold at the solution: A^T (A w - Y) + l2 * n * w = 0.
+    a = torch.cat([x.double(), torch.ones(200, 1, dtype=torch.float64)], dim=1)
+    w = torch.cat([head.linear.weight.T, head.linear.bias[None]], dim=0).double()
+    target = torch.nn.functional.one_hot(y, 3).double()
+    residual = a.T @ (a @ w - target) + 0.1 * 200 * w
+    assert residual.abs().max().item() < 1e-3
+    assert (head(x).argmax(dim=1) == y).float().mean().item() > 0.8
+
+
+def test_logits_input_feeds_the_shards_class_scores_to_the_aggregator(ws: Workspace) -> None:
+    model = _train(ws, aggregator="ridge", aggregator_input="logits", aggregator_options={})
+    timings = model.last_timings
+    assert timings is not None
+    version = ws.provenance.active_version("m")
+    assert version is not None
+    shards = {k: v for k, v in version.components.items() if k != AGGREGATOR}
+    # Width is shards x classes: one class score per shard and class.
+    checkpoint = model.cache.keys(str(shards["shard-0"]))
+    assert len(checkpoint) == len(make_blobs(n=60).labels)
+    head = model._load_aggregator(str(version.components[AGGREGATOR]), len(shards), 3)
+    assert isinstance(head, RidgeAggregator) and head.linear.in_features == len(shards) * 3
+    probe = make_blobs(n=60).features[:10]
+    got = model.predict(probe).probabilities
+    with torch.inference_mode():
+        x = torch.from_numpy(probe)
+        scores = torch.cat(
+            [model._model_for(str(shards[f"shard-{i}"]), f"shard-{i}")[0](x) for i in range(3)],
+            dim=1,
+        )
+        expected = torch.softmax(head(scores), dim=1).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_approximate_forgetting_is_refused_and_changes_nothing(ws: Workspace) -> None:

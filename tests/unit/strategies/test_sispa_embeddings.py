@@ -132,3 +132,49 @@ def test_prune_keeps_only_the_named_checkpoints(tmp_path: Path) -> None:
 def test_cache_rejects_keys_that_are_not_checkpoint_ids(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="checkpoint ids"):
         EmbeddingCache(tmp_path).keys("../etc")
+
+
+def test_logits_mode_returns_the_models_own_outputs_with_stable_bits() -> None:
+    torch.manual_seed(0)
+    model = build_model("mlp", input_shape=(6,), num_classes=4, hidden=(10,))
+    x = torch.randn(30, 6)
+    slots = np.arange(30, dtype=np.int64) * 7 % 256
+    got = embed(model, x, slots=slots, logits=True)
+    assert got.shape == (30, 4)
+    with torch.no_grad():
+        np.testing.assert_allclose(got.numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
+    # With slots, a row's logits do not depend on which other rows are embedded with it.
+    alone = embed(model, x[5:6], slots=slots[5:6], logits=True)
+    assert torch.equal(alone[0], got[5])
+
+
+def test_a_second_cache_sees_another_process_purge_and_never_writes_purged_rows_back(
+    tmp_path: Path,
+) -> None:
+    pks = np.arange(1, 11, dtype=np.int64)
+    ours, theirs = EmbeddingCache(tmp_path), EmbeddingCache(tmp_path)
+    ours.get(checkpoint_id=CKPT_A, pks=pks, compute=_tagged)  # now memoised in ``ours``
+    theirs.get(checkpoint_id=CKPT_A, pks=pks, compute=_tagged)
+    assert theirs.purge(np.array([4], np.int64)) == 1
+    # ``ours`` computes one more row and rewrites the file: the purged row must stay gone.
+    ours.get(checkpoint_id=CKPT_A, pks=np.array([2, 12], np.int64), compute=_tagged)
+    assert 4 not in EmbeddingCache(tmp_path).keys(CKPT_A)
+    assert EmbeddingCache(tmp_path).keys(CKPT_A).tolist() == [1, 2, 3, 5, 6, 7, 8, 9, 10, 12]
+
+
+def test_memoised_rows_are_served_without_reading_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = EmbeddingCache(tmp_path)
+    pks = np.arange(1, 6, dtype=np.int64)
+    cache.get(checkpoint_id=CKPT_A, pks=pks, compute=_tagged)
+    path = tmp_path / f"{CKPT_A}.npz"
+    stat = path.stat()
+
+    def refuse(*args: object, **kwargs: object) -> object:
+        raise AssertionError("the memo should have answered")
+
+    monkeypatch.setattr(np, "load", refuse)
+    rows, fresh = cache.get(checkpoint_id=CKPT_A, pks=pks[::-1].copy(), compute=_tagged)
+    assert fresh == 0 and path.stat().st_mtime_ns == stat.st_mtime_ns
+    np.testing.assert_array_equal(rows, _tagged(pks[::-1].copy()))

@@ -10,6 +10,11 @@ a fresh file, while unaffected shards keep theirs.
 Embeddings are derived personal data: :meth:`EmbeddingCache.purge` removes the rows of
 deleted samples and :meth:`EmbeddingCache.prune` drops the files of checkpoints no longer
 served.
+
+Loaded files are memoised in memory, keyed by the file's identity (inode, size, mtime), so a
+forget does not re-read every unaffected shard's file; a file another process rewrote (a
+purge elsewhere) is seen as changed and read again, so a stale memo can never write purged
+rows back.
 """
 
 from __future__ import annotations
@@ -29,6 +34,15 @@ __all__ = ["EmbeddingCache"]
 
 _ID = re.compile(r"^[0-9a-f]{64}$")
 Compute = Callable[[npt.NDArray[np.int64]], npt.NDArray[np.float32]]
+_Rows = tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 class EmbeddingCache:
@@ -36,17 +50,25 @@ class EmbeddingCache:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._memo: dict[Path, tuple[tuple[int, int, int], _Rows]] = {}
 
     def _path(self, checkpoint_id: str) -> Path:
         if not _ID.match(checkpoint_id):
             raise StorageError(f"embedding cache keys are checkpoint ids; got {checkpoint_id!r}.")
         return self.root / f"{checkpoint_id}.npz"
 
-    def _load(self, path: Path) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        if not path.exists():
+    def _load(self, path: Path) -> _Rows:
+        identity = _identity(path)
+        if identity is None:
+            self._memo.pop(path, None)
             return np.empty(0, np.int64), np.empty((0, 0), np.float32)
+        memo = self._memo.get(path)
+        if memo is not None and memo[0] == identity:
+            return memo[1]
         with np.load(path) as data:
-            return data["pk"].astype(np.int64), data["emb"].astype(np.float32)
+            rows = (data["pk"].astype(np.int64), data["emb"].astype(np.float32))
+        self._memo[path] = (identity, rows)
+        return rows
 
     def _save(self, path: Path, pk: npt.NDArray[np.int64], emb: npt.NDArray[np.float32]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -58,6 +80,9 @@ class EmbeddingCache:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        identity = _identity(path)
+        if identity is not None:
+            self._memo[path] = (identity, (pk, emb))
 
     def keys(self, checkpoint_id: str) -> npt.NDArray[np.int64]:
         """Sample keys cached for ``checkpoint_id`` (sorted)."""
@@ -79,7 +104,12 @@ class EmbeddingCache:
         wanted = np.asarray(pks, dtype=np.int64)
         path = self._path(checkpoint_id)
         stored_pk, stored = self._load(path)
-        missing = np.setdiff1d(wanted, stored_pk)
+        pos = np.searchsorted(stored_pk, wanted)
+        hit = pos < len(stored_pk)
+        hit[hit] = stored_pk[pos[hit]] == wanted[hit]
+        if hit.all():
+            return stored[pos], 0
+        missing = np.unique(wanted[~hit])
         if len(missing):
             fresh = np.asarray(compute(missing), dtype=np.float32)
             if fresh.shape[0] != len(missing):
@@ -118,5 +148,6 @@ class EmbeddingCache:
         for path in sorted(self.root.glob("*.npz")) if self.root.exists() else []:
             if path.name not in wanted:
                 path.unlink(missing_ok=True)
+                self._memo.pop(path, None)
                 dropped += 1
         return dropped

@@ -47,7 +47,7 @@ from obliviate.strategies.base import (
     ModelFactory,
     Prediction,
 )
-from obliviate.strategies.exact.aggregator import build_aggregator
+from obliviate.strategies.exact.aggregator import ClosedFormAggregator, build_aggregator
 from obliviate.strategies.exact.embeddings import EmbeddingCache
 from obliviate.strategies.exact.plan import Plan
 from obliviate.strategies.exact.sisa import SISA
@@ -87,6 +87,7 @@ class _AggregatorData:
     dataset: str
     table: SampleTable
     rows: npt.NDArray[np.int64]
+    order_keys: npt.NDArray[np.uint64]
 
 
 def _shard_index(name: str) -> int:
@@ -146,6 +147,10 @@ class SISPA(SISA):
         return {**shards, AGGREGATOR: record.checkpoint_id}
 
     # ------------------------------------------------------------------- aggregator
+    @property
+    def _logits(self) -> bool:
+        return self.sispa_config.aggregator_input == "logits"
+
     def _check_heldout(self) -> None:
         name = self.sispa_config.heldout_dataset
         if self.sispa_config.aggregator_data != "heldout" or name is None:
@@ -184,8 +189,10 @@ class SISPA(SISA):
         if len(rows) == 0:
             raise DataError(f"the aggregator has no samples to train on in {dataset!r}.")
         keys = id_hash64(table.sample_ids[rows], f"{self.config.seed}:aggregator-order")
-        rows = rows[np.argsort(keys, kind="stable")]
+        order = np.argsort(keys, kind="stable")
+        rows = rows[order]
         data = _AggregatorData(
+            order_keys=keys[order],
             pks=table.pk[rows],
             sample_ids=table.sample_ids[rows],
             labels=table.labels[rows],
@@ -219,6 +226,7 @@ class SISPA(SISA):
                     model,
                     torch.from_numpy(np.ascontiguousarray(x)),
                     slots=(slots % np.uint64(EMBED_BATCH)).astype(np.int64),
+                    logits=self._logits,
                 ).numpy()
 
             matrix, fresh = self.cache.get(
@@ -252,21 +260,23 @@ class SISPA(SISA):
         model = self._build_aggregator(len(shards), features.shape[1] // len(shards))
         optimizer = make_optimizer(train, model)
         scheduler = make_scheduler(train, optimizer, total_epochs=train.epochs)
-        order_keys = id_hash64(data.sample_ids, f"{self.config.seed}:aggregator-order")
         with torch.random.fork_rng(devices=[]), deterministic():
             torch.manual_seed(derive_seed(self.config.seed, "train", AGGREGATOR))
-            train_epochs(
-                model=model,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                features=features,
-                labels=torch.from_numpy(data.labels),
-                order_keys=order_keys,
-                config=train,
-                seed=derive_seed(self.config.seed, "order", AGGREGATOR),
-                first_epoch=0,
-                epochs=train.epochs,
-            )
+            if isinstance(model, ClosedFormAggregator):
+                model.fit_closed_form(features, torch.from_numpy(data.labels))
+            else:
+                train_epochs(
+                    model=model,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    features=features,
+                    labels=torch.from_numpy(data.labels),
+                    order_keys=data.order_keys,
+                    config=train,
+                    seed=derive_seed(self.config.seed, "order", AGGREGATOR),
+                    first_epoch=0,
+                    epochs=train.epochs,
+                )
             rng = torch.get_rng_state()
         model.eval()
         ordered = sorted(shards.items(), key=lambda item: _shard_index(item[0]))
@@ -353,7 +363,7 @@ class SISPA(SISA):
         columns = []
         for name in sorted(shards, key=_shard_index):
             model = self._model_for(str(shards[name]), name)[0]
-            columns.append(embed(model, inputs))
+            columns.append(embed(model, inputs, logits=self._logits))
         head = self._load_aggregator(aggregator, len(shards), int(columns[0].shape[1]))
         joined = torch.cat(columns, dim=1)
         probs = np.empty((len(x), dataset.num_classes), dtype=np.float32)

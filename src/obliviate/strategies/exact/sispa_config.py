@@ -19,6 +19,7 @@ __all__ = ["SISPAConfig"]
 
 FORMAT_VERSION = 1
 _AGGREGATOR_DATA = ("train", "heldout")
+_AGGREGATOR_INPUTS = ("embedding", "logits")
 
 
 def _default_aggregator_train() -> TrainConfig:
@@ -45,6 +46,11 @@ class SISPAConfig:
         aggregator: a name in :data:`~obliviate.strategies.exact.aggregator.AGGREGATORS`.
         aggregator_options: keyword options for that aggregator.
         aggregator_train: how the aggregator is trained (always from scratch).
+        aggregator_input: what each shard contributes to the aggregator's input:
+            ``"embedding"`` (the input to its final ``nn.Linear``, SISPA's design) or
+            ``"logits"`` (its class logits: ``classes`` numbers per shard instead of the
+            embedding width, so the cache, the purge and the from-scratch refit after a
+            deletion are several times cheaper, see docs/methods/sispa.md).
         aggregator_data: ``"train"`` fits the aggregator on the shards' training samples;
             ``"heldout"`` on every active sample of ``heldout_dataset``, which must be
             registered with ``deletable=False``.
@@ -66,6 +72,7 @@ class SISPAConfig:
     aggregator_options: Mapping[str, Any] = field(default_factory=dict)
     aggregator_train: TrainConfig = field(default_factory=_default_aggregator_train)
     aggregator_data: str = "train"
+    aggregator_input: str = "embedding"
     heldout_dataset: str | None = None
     fallback_aggregation: str = "vote"
     seed: int = 0
@@ -92,6 +99,11 @@ class SISPAConfig:
             problems.append(
                 f"heldout_dataset={self.heldout_dataset!r} is only used with "
                 "aggregator_data='heldout'"
+            )
+        if self.aggregator_input not in _AGGREGATOR_INPUTS:
+            problems.append(
+                f"aggregator_input must be one of {_AGGREGATOR_INPUTS}; "
+                f"got {self.aggregator_input!r}"
             )
         if self.fallback_aggregation not in AGGREGATIONS:
             problems.append(
@@ -134,6 +146,7 @@ class SISPAConfig:
             "aggregator_options": dict(self.aggregator_options),
             "aggregator_train": self.aggregator_train.to_dict(),
             "aggregator_data": self.aggregator_data,
+            "aggregator_input": self.aggregator_input,
             "heldout_dataset": self.heldout_dataset,
             "fallback_aggregation": self.fallback_aggregation,
             "seed": self.seed,
