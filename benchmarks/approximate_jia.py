@@ -69,6 +69,8 @@ METHOD_ORDER = [
 # The step size each method's search scales (lr for iterative methods, alpha for one-shot).
 STEP_FIELD = {"fisher": "alpha", "influence": "alpha"}
 GRID = (0.3, 1.0, 3.0)
+NOISE_FLOOR = "retrain (seed 2)"
+_REFERENCES = ("retrain", "original", NOISE_FLOOR)
 SALUN_TARGET = 1.15  # SalUn's published Avg. Gap, CIFAR-10 ResNet-18, 10% random forgetting
 
 
@@ -230,6 +232,14 @@ def run_methods(
     reference = METHODS.get("retrain")(retrain_cfg).unlearn(model=original, **common)
     ref = metrics(reference.model, split)
     rows.append({"method": "retrain", **ref, "seconds": reference.seconds, "avg_gap": 0.0})
+    # The noise floor: Retrain again with another seed. No method can be expected to come
+    # closer to the reference than a second exact retrain does.
+    again = METHODS.get("retrain")(retrain_cfg).unlearn(
+        model=original, **{**common, "seed": seed + 1000}
+    )
+    floor = {"method": NOISE_FLOOR, **metrics(again.model, split), "seconds": again.seconds}
+    floor["avg_gap"] = avg_gap(floor, ref)
+    rows.append(floor)
     rows.append({"method": "original", **metrics(original, split), "seconds": 0.0, "avg_gap": None})
     rows[-1]["avg_gap"] = avg_gap(rows[-1], ref)
     for name in methods:
@@ -269,7 +279,7 @@ def tune_dataset(dataset: str, scale: Scale, methods: list[str]) -> dict[str, An
                 seed=1,
                 methods=methods,
             )
-            for row in rows[2:]:
+            for row in rows[3:]:
                 trials[row["method"]].append((factor, row["avg_gap"]))
         chosen[f"{dataset}/{scenario}"] = {
             m: min(trials[m], key=lambda t: t[1])[0] for m in methods
@@ -301,8 +311,15 @@ def _scaled(config: Any, method: str, factor: float) -> Any:
     return replace(config, **{field: getattr(config, field) * factor})
 
 
-def best_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    candidates = [r for r in rows if r["method"] not in ("retrain", "original")]
+def best_row(rows: list[dict[str, Any]], *, budget: float | None = None) -> dict[str, Any]:
+    """The method with the lowest Avg. Gap (within ``budget`` x Retrain's time, if given)."""
+    candidates = [
+        r
+        for r in rows
+        if r["method"] not in _REFERENCES and (budget is None or r["time_ratio"] <= budget)
+    ]
+    if not candidates:
+        return {"method": "none", "avg_gap": float("inf"), "time_ratio": float("nan")}
     return min(candidates, key=lambda r: r["avg_gap"])
 
 
@@ -333,12 +350,15 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{r['MIA']:.2f} | {r['seconds']:.1f} | {r['time_ratio']:.3f} | {gap} |"
             )
         best = table["best"]
+        fast = table.get("best_in_budget", best)
         lines += [
             "",
             f"Best: **{best['method']}**, Avg. Gap {best['avg_gap']:.2f} at "
-            f"{100 * best['time_ratio']:.1f}% of Retrain's {ret['seconds']:.1f} s -> target "
-            f"(Avg. Gap <= 1.0 and <= 10% of Retrain's time) "
-            f"**{'met' if table['target_met'] else 'not met'}**.",
+            f"{100 * best['time_ratio']:.1f}% of Retrain's {ret['seconds']:.1f} s. "
+            f"Best within 10% of Retrain's time: **{fast['method']}**, Avg. Gap "
+            f"{fast['avg_gap']:.2f} -> target (Avg. Gap <= 1.0 and <= 10% of Retrain's time) "
+            f"**{'met' if table['target_met'] else 'not met'}**. Noise floor (a second "
+            f"Retrain, another seed): Avg. Gap {table.get('noise_floor', float('nan')):.2f}.",
             "",
         ]
     lines += ["## Summary", "", report["summary"], ""]
@@ -352,7 +372,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.6 * rows_n), squeeze=False)
     for ax, table in zip(axes.flat, tables, strict=False):
         for r in table["rows"]:
-            if r["method"] in ("retrain", "original") or "error" in r:
+            if r["method"] in _REFERENCES or "error" in r:
                 continue
             ax.scatter(100 * r["time_ratio"], r["avg_gap"], s=18)
             ax.annotate(r["method"], (100 * r["time_ratio"], r["avg_gap"]), fontsize=7)
@@ -400,7 +420,8 @@ def dataset_tables(
                 methods=methods,
             )
             best = best_row(rows)
-            met = best["avg_gap"] <= 1.0 and best["time_ratio"] <= 0.10
+            in_budget = best_row(rows, budget=0.10)
+            met = in_budget["avg_gap"] <= 1.0
             tables.append(
                 {
                     "dataset": dataset,
@@ -412,6 +433,8 @@ def dataset_tables(
                     "forgotten_class": split.forgotten_class,
                     "rows": rows,
                     "best": best,
+                    "best_in_budget": in_budget,
+                    "noise_floor": rows[1]["avg_gap"],
                     "target_met": met,
                     "configs": {m: configs[m].to_dict() for m in methods},
                 }
@@ -473,11 +496,15 @@ def main() -> None:
             ": "
             + "; ".join(
                 f"{t['dataset']} {t['scenario']} {t['mode']} by "
-                f"{t['best']['method']} ({t['best']['avg_gap']:.2f})"
+                f"{t['best_in_budget']['method']} ({t['best_in_budget']['avg_gap']:.2f})"
                 for t in met
             )
             if met
             else ""
+        )
+        + ". Noise floor (Avg. Gap of a second Retrain with another seed) per table: "
+        + ", ".join(
+            f"{t['dataset']} {t['scenario']} {t['mode']} {t['noise_floor']:.2f}" for t in tables
         )
         + "."
     )

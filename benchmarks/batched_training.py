@@ -37,16 +37,28 @@ from obliviate.training.batched import SlotRun, train_batched
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 DATA = HERE.parents[1] / "shared" / "data"
-MODELS = {"mlp": {"hidden": (128,)}, "cnn": {"channels": (16, 32), "hidden": 128}}
+# (label, zoo kind, options): small shards, where one-at-a-time training is bound by
+# per-step overhead, and wider ones, where it is bound by arithmetic.
+MODELS = [
+    ("mlp-32", "mlp", {"hidden": (32,)}),
+    ("mlp-128", "mlp", {"hidden": (128,)}),
+    ("cnn-8/16", "cnn", {"channels": (8, 16), "hidden": 32}),
+    ("cnn-16/32", "cnn", {"channels": (16, 32), "hidden": 128}),
+]
 
 
 def _slots(
-    kind: str, x: torch.Tensor, y: torch.Tensor, shards: int, config: TrainConfig
+    kind: str,
+    options: dict[str, Any],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    shards: int,
+    config: TrainConfig,
 ) -> list[SlotRun]:
     runs = []
     for s, (xs, ys) in enumerate(zip(x.chunk(shards), y.chunk(shards), strict=True)):
         torch.manual_seed(s)
-        model = build_model(kind, input_shape=tuple(x.shape[1:]), num_classes=10, **MODELS[kind])
+        model = build_model(kind, input_shape=tuple(x.shape[1:]), num_classes=10, **options)
         optimizer = make_optimizer(config, model)
         keys = np.random.default_rng(s).integers(0, 2**63, len(xs), dtype=np.uint64)
         runs.append(
@@ -105,7 +117,13 @@ def _accuracy(runs: list[SlotRun], x: torch.Tensor, y: torch.Tensor) -> tuple[fl
 
 
 def measure(
-    kind: str, shards: int, per_shard: int, config: TrainConfig, pairs: int
+    label: str,
+    kind: str,
+    options: dict[str, Any],
+    shards: int,
+    per_shard: int,
+    config: TrainConfig,
+    pairs: int,
 ) -> dict[str, Any]:
     train = load_dataset("mnist", data_dir=DATA)
     test = load_dataset("mnist", split="test", data_dir=DATA)
@@ -122,7 +140,7 @@ def measure(
         order = ("sequential", "batched") if pair % 2 == 0 else ("batched", "sequential")
         timing = {}
         for which in order:
-            runs = _slots(kind, x, y, shards, config)
+            runs = _slots(kind, options, x, y, shards, config)
             start = time.perf_counter()
             (_sequential if which == "sequential" else _batched)(runs, config)
             timing[which] = time.perf_counter() - start
@@ -136,7 +154,8 @@ def measure(
         )
     ratios = [r["ratio"] for r in rows]
     return {
-        "model": kind,
+        "model": label,
+        "batch_size": config.batch_size,
         "shards": shards,
         "samples": n,
         "sample_passes": passes,
@@ -156,13 +175,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny run (seconds)")
     parser.add_argument("--shards", type=int, default=10)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
     per_shard, epochs, pairs = (100, 1, 1) if args.quick else (500, 2, 3)
-    config = TrainConfig(epochs=epochs, batch_size=64, lr=0.05, momentum=0.9)
     load_before = os.getloadavg()
-    results = [measure(kind, args.shards, per_shard, config, pairs) for kind in ("mlp", "cnn")]
+    results = []
+    for batch in args.batch_sizes:
+        config = TrainConfig(epochs=epochs, batch_size=batch, lr=0.05, momentum=0.9)
+        for label, kind, options in MODELS:
+            measure(label, kind, options, args.shards, 20, config, 1)  # warm-up (vmap, kernels)
+            results.append(measure(label, kind, options, args.shards, per_shard, config, pairs))
+            print(label, batch, f"{results[-1]['median_ratio']:.2f}x", flush=True)
     report = {
         "conditions": {
             "torch_threads": args.threads,
@@ -170,7 +195,7 @@ def main() -> None:
             "loadavg_before": load_before,
             "loadavg_after": os.getloadavg(),
             "quick": args.quick,
-            "train": config.to_dict(),
+            "train": {"epochs": epochs, "lr": 0.05, "momentum": 0.9},
             "note": "shared machine; paired, alternating order; medians of paired ratios",
         },
         "results": results,
@@ -181,18 +206,19 @@ def main() -> None:
     lines = [
         "# Batched (torch.func) vs one-shard-at-a-time training",
         "",
-        f"S={args.shards} shards, {per_shard} MNIST samples each, {epochs} epochs, batch 64, "
-        f"torch threads {args.threads}, {pairs} alternating pairs; load average "
+        f"S={args.shards} shards, {per_shard} MNIST samples each, {epochs} epochs, SGD "
+        f"(momentum 0.9), torch threads {args.threads}, {pairs} alternating pairs after a "
+        "warm-up; load average "
         f"{load_before[0]:.1f} before, {report['conditions']['loadavg_after'][0]:.1f} after "
         "(shared machine).",
         "",
-        "| model | sequential passes/s | batched passes/s | speed-up (median, range) "
+        "| model | batch | sequential passes/s | batched passes/s | speed-up (median, range) "
         "| vote acc. seq / batched | mean shard acc. seq / batched |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
-            f"| {r['model']} | {r['sequential_passes_per_s']:.0f} | "
+            f"| {r['model']} | {r['batch_size']} | {r['sequential_passes_per_s']:.0f} | "
             f"{r['batched_passes_per_s']:.0f} | {r['median_ratio']:.2f}x "
             f"({r['min_ratio']:.2f}-{r['max_ratio']:.2f}) | "
             f"{r['vote_accuracy']['sequential']:.3f} / {r['vote_accuracy']['batched']:.3f} | "
@@ -200,15 +226,23 @@ def main() -> None:
             f"{r['mean_shard_accuracy']['batched']:.3f} |"
         )
     (RESULTS / f"batched_training{suffix}.md").write_text("\n".join(lines) + "\n")
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    names = [r["model"] for r in results]
-    xs = np.arange(len(names))
-    ax.bar(xs - 0.2, [r["sequential_passes_per_s"] for r in results], 0.4, label="sequential")
-    ax.bar(xs + 0.2, [r["batched_passes_per_s"] for r in results], 0.4, label="batched")
-    ax.set_xticks(xs, names)
-    ax.set_ylabel("sample-passes / s")
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    labels = sorted({r["model"] for r in results}, key=[m[0] for m in MODELS].index)
+    batches = sorted({r["batch_size"] for r in results})
+    xs = np.arange(len(labels))
+    width = 0.8 / len(batches)
+    for i, batch in enumerate(batches):
+        ratios = [
+            next(r["median_ratio"] for r in results if r["model"] == m and r["batch_size"] == batch)
+            for m in labels
+        ]
+        ax.bar(xs + (i - (len(batches) - 1) / 2) * width, ratios, width, label=f"batch {batch}")
+    ax.axhline(2.0, color="red", linestyle="--", linewidth=0.8, label="target 2x")
+    ax.axhline(1.0, color="grey", linestyle=":", linewidth=0.8)
+    ax.set_xticks(xs, labels)
+    ax.set_ylabel("batched / sequential throughput")
     ax.set_title(f"S={args.shards} shards, {args.threads} torch thread(s)")
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(RESULTS / f"batched_training{suffix}.png", dpi=120)
     print("\n".join(lines))

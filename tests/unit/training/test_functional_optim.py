@@ -55,3 +55,34 @@ def test_clipping_is_per_model() -> None:
     clipped = clip_per_model([torch.cat([small, huge])], max_norm=1.0)[0]
     assert torch.equal(clipped[0], small[0])  # under the limit: untouched
     torch.testing.assert_close(clipped[1].norm(), torch.tensor(1.0), atol=1e-5, rtol=0)
+
+
+def test_sgd_gives_a_model_the_same_bits_whether_or_not_its_group_is_all_active() -> None:
+    # Every model stepping takes a fused path; a group with an idle slot takes the loop.
+    # A forget retrains one slot with the others idle, so both must agree bit for bit.
+    generator = torch.Generator().manual_seed(3)
+    shapes = [(3, 16, 8), (3, 16), (3, 4, 16)]
+    params = [torch.randn(s, generator=generator) for s in shapes]
+    grads = [torch.randn(s, generator=generator) for s in shapes]
+    buffers = [torch.randn(s, generator=generator) for s in shapes]
+    common = {"lr": torch.tensor([0.05, 0.1, 0.2]), "momentum": 0.9, "weight_decay": 5e-4}
+    fused = sgd_update(
+        params=params,
+        grads=grads,
+        buffers=buffers,
+        has_buffer=torch.ones(3, dtype=torch.bool),
+        active=torch.ones(3, dtype=torch.bool),
+        **common,  # type: ignore[arg-type]
+    )
+    looped = sgd_update(
+        params=params,
+        grads=grads,
+        buffers=buffers,
+        has_buffer=torch.ones(3, dtype=torch.bool),
+        active=torch.tensor([True, True, False]),
+        **common,  # type: ignore[arg-type]
+    )
+    for got, want in zip(fused[0], looped[0], strict=True):
+        assert torch.equal(got[:2], want[:2])
+    for got, want in zip(fused[1], looped[1], strict=True):
+        assert torch.equal(got[:2], want[:2])
