@@ -34,6 +34,14 @@ no-op, so redelivery never deletes or retrains twice (exactly once in effect).
 **Acknowledged only after commit.** :meth:`RequestQueue.submit_many` inserts many requests
 (and their idempotency keys) in one transaction, which is what the server's group committer
 calls with every POST that arrived within a few milliseconds.
+
+**Follow-ups are enqueued with the completion.** Deletion is recorded per dataset, so other
+models of the dataset may still hold what a request deleted. :meth:`RequestQueue.complete`
+takes the follow-up requests for them and inserts them in the transaction that completes the
+parent, only if the fence lets the completion through: a completion that never commits
+enqueues nothing, and the redelivered attempt enqueues them instead. Each follow-up carries
+an idempotency key ``<parent id>:follow:<model>`` in a scope of its own, so a parent never
+has two follow-ups for one model.
 """
 
 from __future__ import annotations
@@ -47,13 +55,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from obliviate.errors import ConfigError
 from obliviate.provenance.engine import SQLITE_BEGIN_OPTION
-from obliviate.service._util import Clock, new_id, wall_clock
+from obliviate.service._util import Clock, fingerprint, new_id, wall_clock
 from obliviate.service.errors import IdempotencyConflictError, UnknownRequestError
 from obliviate.service.settings import ServiceSettings
 from obliviate.service.tables import IDEMPOTENCY, MODEL_LEASES, REQUEST_STATES, REQUESTS
 
 __all__ = [
+    "FOLLOW_UP_SCOPE",
     "Lease",
     "NewRequest",
     "RequestQueue",
@@ -65,6 +75,9 @@ _log = logging.getLogger(__name__)
 _SUBMIT_ATTEMPTS = 3
 _CANDIDATE_MODELS = 8
 FINAL_STATES = ("completed", "denied", "dead")
+#: The idempotency scope of follow-up requests. API key ids are 32 hex characters and
+#: keyless submissions use "", so no client key can take a follow-up's idempotency key.
+FOLLOW_UP_SCOPE = "follow-up"
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,10 @@ class NewRequest:
         api_key_id: the key that submitted it (scopes its idempotency key).
         idempotency_key: the client's ``Idempotency-Key`` header, if sent.
         fingerprint: SHA-256 of the payload, to spot a key reused with another payload.
+        parent_id: for a follow-up, the request whose completion enqueued it.
+        deadline_at: the SLA deadline (epoch seconds); ``None`` means ``sla_seconds`` from
+            acceptance. A follow-up keeps its parent's: the data subject's clock started
+            when the parent was accepted.
     """
 
     model: str
@@ -94,6 +111,33 @@ class NewRequest:
     note: str | None = None
     api_key_id: str | None = None
     idempotency_key: str | None = None
+    parent_id: str | None = None
+    deadline_at: float | None = None
+
+    @classmethod
+    def follow_up(
+        cls, parent: RequestRecord, *, model: str, sample_ids: Sequence[str]
+    ) -> NewRequest:
+        """The exact request that makes ``model`` forget what ``parent`` deleted.
+
+        It names the parent's samples that ``model`` still holds, by sample id (a subject's
+        samples resolved to their ids), and is always exact: an approximate method needs
+        the forgotten samples' features, which the parent's deletion purged, whereas every
+        exact strategy drops deleted samples still in its lineage. Its idempotency key and
+        fingerprint depend only on the parent and the model, so enqueueing it again replays.
+        """
+        return cls(
+            model=model,
+            mode="exact",
+            sample_ids=tuple(sample_ids),
+            subject_ids=(),
+            reason=parent.reason,
+            fingerprint=fingerprint({"parent": parent.id, "model": model}),
+            api_key_id=parent.api_key_id,
+            idempotency_key=f"{parent.id}:follow:{model}",
+            parent_id=parent.id,
+            deadline_at=parent.deadline_at,
+        )
 
 
 @dataclass(frozen=True)
@@ -142,11 +186,18 @@ class RequestRecord:
     progress: Mapping[str, Any] | None
     result: Mapping[str, Any] | None
     error: str | None
+    parent_id: str | None = None
 
     @property
     def final(self) -> bool:
         """Whether the request reached a state it never leaves."""
         return self.state in FINAL_STATES
+
+    @property
+    def follow_up_ids(self) -> tuple[str, ...]:
+        """The ids of the follow-ups its completion enqueued (in model-name order), if any."""
+        links = (self.result or {}).get("follow_ups") or ()
+        return tuple(str(link["request_id"]) for link in links)
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> RequestRecord:
@@ -175,6 +226,11 @@ class Lease:
     until: float
     batch_id: str
     requests: tuple[RequestRecord, ...] = field(default=())
+
+
+def _scope(request: NewRequest) -> str:
+    """The idempotency scope of a request: its API key's id, or the follow-up scope."""
+    return FOLLOW_UP_SCOPE if request.parent_id is not None else request.api_key_id or ""
 
 
 class RequestQueue:
@@ -231,7 +287,7 @@ class RequestQueue:
         self, conn: sa.Connection, requests: Sequence[NewRequest]
     ) -> list[Submitted | IdempotencyConflictError]:
         now = self.clock()
-        keyed = {(r.api_key_id or "", r.idempotency_key) for r in requests if r.idempotency_key}
+        keyed = {(_scope(r), r.idempotency_key) for r in requests if r.idempotency_key}
         seen: dict[tuple[str, str], tuple[str, str, float, float, str]] = {}
         if keyed:
             rows = conn.execute(
@@ -269,10 +325,9 @@ class RequestQueue:
         outcomes: list[Submitted | IdempotencyConflictError] = []
         new_rows: list[dict[str, Any]] = []
         new_keys: list[dict[str, Any]] = []
-        deadline = now + self.settings.sla_seconds
         expires = now + self.settings.idempotency_retention_seconds
         for request in requests:
-            scope = request.api_key_id or ""
+            scope = _scope(request)
             if request.idempotency_key and (scope, request.idempotency_key) in seen:
                 fp, request_id, created_at, deadline_at, state = seen[
                     (scope, request.idempotency_key)
@@ -290,6 +345,11 @@ class RequestQueue:
                     outcomes.append(Submitted(request_id, False, state, created_at, deadline_at))
                 continue
             request_id = new_id()
+            deadline = (
+                now + self.settings.sla_seconds
+                if request.deadline_at is None
+                else request.deadline_at
+            )
             new_rows.append(
                 {
                     "id": request_id,
@@ -306,6 +366,7 @@ class RequestQueue:
                     "created_at": now,
                     "available_at": now,
                     "deadline_at": deadline,
+                    "parent_id": request.parent_id,
                 }
             )
             if request.idempotency_key:
@@ -377,6 +438,16 @@ class RequestQueue:
         if row is None:
             raise UnknownRequestError(f"no deletion request has id {request_id!r}.")
         return RequestRecord.from_row(row)
+
+    def follow_ups(self, request_id: str) -> list[RequestRecord]:
+        """The follow-up requests whose parent is ``request_id``, oldest first, then by model."""
+        query = (
+            sa.select(REQUESTS)
+            .where(REQUESTS.c.parent_id == request_id)
+            .order_by(REQUESTS.c.created_at, REQUESTS.c.model)
+        )
+        with self.engine.connect() as conn:
+            return [RequestRecord.from_row(r) for r in conn.execute(query).mappings()]
 
     def recent(self, *, state: str | None = None, limit: int = 100) -> list[RequestRecord]:
         """Requests, newest first (optionally only those in ``state``)."""
@@ -577,12 +648,33 @@ class RequestQueue:
         *,
         result: Mapping[str, Any],
         progress: Mapping[str, Any] | None = None,
+        follow_ups: Sequence[NewRequest] = (),
     ) -> bool:
         """Marks a request completed with ``result``, only if the lease still owns it.
 
+        Args:
+            lease: the lease the request was claimed under (the fence).
+            request_id: the request.
+            result: its outcome (JSON).
+            progress: its final per-component progress.
+            follow_ups: requests for other models (see :meth:`NewRequest.follow_up`),
+                inserted in the same transaction, only if the completion goes through.
+                Their ids are recorded in the result under ``follow_ups`` (model and
+                request id each); one whose idempotency key exists already is not inserted
+                again, and the existing request is recorded.
+
         Returns:
             ``False`` when the lease was lost: another worker owns the request now.
+
+        Raises:
+            ConfigError: a follow-up does not name ``request_id`` as its parent.
         """
+        strays = [f.model for f in follow_ups if f.parent_id != request_id or not f.idempotency_key]
+        if strays:
+            raise ConfigError(
+                f"follow-ups of request {request_id} must name it as their parent and carry an "
+                f"idempotency key (build them with NewRequest.follow_up); these do not: {strays}."
+            )
         values: dict[str, Any] = {
             "state": "completed",
             "result": dict(result),
@@ -591,22 +683,53 @@ class RequestQueue:
         }
         if progress is not None:
             values["progress"] = dict(progress)
-        return self._finish(lease, request_id, values)
+        return self._finish(lease, request_id, values, follow_ups)
 
     def deny(self, lease: Lease, request_id: str, *, error: str) -> bool:
         """Marks a request denied (it can never succeed, e.g. unknown ids); fenced."""
         values = {"state": "denied", "error": error, "lease_owner": None, "lease_until": None}
         return self._finish(lease, request_id, values)
 
-    def _finish(self, lease: Lease, request_id: str, values: dict[str, Any]) -> bool:
+    def _finish(
+        self,
+        lease: Lease,
+        request_id: str,
+        values: dict[str, Any],
+        follow_ups: Sequence[NewRequest] = (),
+    ) -> bool:
         with self._writer.begin() as conn:
             values["finished_at"] = self.clock()
             count = conn.execute(
                 sa.update(REQUESTS).where(self._fence(lease, request_id)).values(**values)
             ).rowcount
+            if count == 1 and follow_ups:
+                # The fenced update holds the row (PostgreSQL row lock; SQLite's write lock),
+                # so no other completion of this request can insert them concurrently.
+                links = self._enqueue_follow_ups(conn, follow_ups)
+                conn.execute(
+                    sa.update(REQUESTS)
+                    .where(REQUESTS.c.id == request_id)
+                    .values(result={**values["result"], "follow_ups": links})
+                )
         if count != 1:
             _log.warning("lost the lease on request %s; its outcome was not recorded", request_id)
         return bool(count == 1)
+
+    def _enqueue_follow_ups(
+        self, conn: sa.Connection, follow_ups: Sequence[NewRequest]
+    ) -> list[dict[str, str]]:
+        links = []
+        for request, outcome in zip(follow_ups, self._submit(conn, follow_ups), strict=True):
+            # A conflict means the key exists with another payload: that follow-up stands.
+            links.append({"model": request.model, "request_id": outcome.request_id})
+            if isinstance(outcome, Submitted) and outcome.created:
+                _log.info(
+                    "enqueued follow-up %s for model %s (parent %s)",
+                    outcome.request_id,
+                    request.model,
+                    request.parent_id,
+                )
+        return links
 
     def fail(self, lease: Lease, request_id: str, *, error: str) -> str | None:
         """Records a failed attempt: back to the queue with backoff, or dead when exhausted.

@@ -122,6 +122,20 @@ class UnlearnStatus(BaseModel):
     result: dict[str, Any] | None
     error: str | None
     receipt: str | None = Field(description="The receipt's URL, once the request completed.")
+    parent_id: str | None = Field(
+        default=None,
+        description=(
+            "For a follow-up: the request whose completion enqueued it (another model of "
+            "the same dataset still held samples that request deleted). Null otherwise."
+        ),
+    )
+    follow_ups: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Follow-up requests this request's completion enqueued, one per other model of "
+            "the dataset that still held some of its samples (the result names the models)."
+        ),
+    )
 
 
 class PredictRequest(_Strict):

@@ -3,7 +3,8 @@
 The request table *is* the queue (a transactional outbox): a request is acknowledged only
 after its row commits, and workers lease rows from it, so there is no second store that
 could lose an acknowledged request. ``migrations/versions/0003_service.py`` creates the same
-tables by hand; the schema-drift test compares the two.
+tables by hand (``0004_follow_ups.py`` adds ``parent_id``); the schema-drift test compares
+them.
 
 Times are stored as float seconds since the Unix epoch (UTC). That compares correctly on
 every backend without timezone conversions, and a double keeps microseconds for centuries.
@@ -60,12 +61,16 @@ REQUESTS = sa.Table(
     sa.Column("progress", sa.JSON(), nullable=True),
     sa.Column("result", sa.JSON(), nullable=True),
     sa.Column("error", sa.Text(), nullable=True),
+    # The request whose completion enqueued this one (a follow-up for another model of the
+    # same dataset); NULL for requests submitted through the API. Added by migration 0004.
+    sa.Column("parent_id", sa.String(32), nullable=True),
     sa.CheckConstraint(
         "state IN ('queued', 'running', 'completed', 'denied', 'dead')", name="state"
     ),
     sa.CheckConstraint("mode IN ('exact', 'approximate')", name="mode"),
     sa.Index(None, "state", "model", "available_at"),
     sa.Index(None, "batch_id"),
+    sa.Index(None, "parent_id"),
 )
 
 IDEMPOTENCY = sa.Table(

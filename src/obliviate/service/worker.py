@@ -4,12 +4,24 @@ One claim is one model's lease (see :mod:`obliviate.service.queue`). For its bat
 
 1. checks each request against the registry: a request naming ids or subjects that were
    never registered is *denied* (it can never succeed; retrying would not help);
-2. forgets the union of every valid **exact** request in **one** call, so the requests that
+2. finishes a retrain that a crashed worker left half done (see below);
+3. forgets the union of every valid **exact** request in **one** call, so the requests that
    arrived within the batching window share one rollback and one retrain of each affected
    shard (coalescing: a shard hit by several requests is retrained once);
-3. runs each **approximate** request on its own (each names its method);
-4. finishes a retrain that a crashed worker left half done (see below);
-5. completes each request with its own result, fenced by the lease token.
+4. runs each **approximate** request on its own (each names its method);
+5. completes each request with its own result, fenced by the lease token, and in the same
+   transaction enqueues its *follow-ups* (see below).
+
+**Follow-ups: other models of the dataset.** Deletion is recorded per dataset, so once a
+request's samples are deleted, every other model trained on that dataset whose active
+version still holds some of them must forget them too. For each such model the completion
+enqueues one exact follow-up request naming those samples (a subject's samples by id), with
+the parent's reason and deadline and the parent's id in ``parent_id``; the parent's result
+lists them under ``follow_ups``. Every exact strategy drops deleted samples still in its
+lineage, so the follow-up retrains that model although the registry marked the samples
+deleted already. Follow-ups are enqueued only with a completion that commits (fenced) and
+carry the key ``<parent id>:follow:<model>``, so a redelivered request never enqueues a
+second one; a follow-up enqueues none of its own (its parent covered every model).
 
 **Receipts of a coalesced batch.** The batch's forget is issued with the id of its first
 request (the *lead*), so the ledger writes one receipt, ``receipts/<lead id>.json``, covering
@@ -21,10 +33,11 @@ other requester's ids.
 **Redelivery is safe.** If a worker dies after the registry marked the samples deleted, the
 next attempt finds them already deleted, and the forget is a no-op. A worker killed
 mid-retrain leaves the exact rolled-back version active (it serves no deleted sample, but
-some shards lag behind); the next batch on that model retrains those shards to the end of
-their schedule before completing, so the final version is the same as an uninterrupted run.
-The redelivered request's result then describes that resumed retrain (its shards, samples
-and time, under ``resumed``), not a no-op.
+some shards lag behind); the next batch on that model first retrains those shards to the end
+of their schedule (the strategy's ``resume()``), then forgets, so the final version is the
+same as an uninterrupted run, also when the batch brings new requests. The redelivered
+request's result then describes that resumed retrain (its shards, samples and time, under
+``resumed``), not a no-op.
 
 **Timings are recorded in the rows.** Each result carries ``rollback_seconds``,
 ``retrain_seconds`` and ``shards_retrained``; the API process's ``/metrics`` aggregates them
@@ -51,7 +64,7 @@ from typing import Any
 
 from obliviate.errors import ObliviateError, UnknownNameError
 from obliviate.service._util import new_id
-from obliviate.service.queue import Lease, RequestQueue, RequestRecord
+from obliviate.service.queue import Lease, NewRequest, RequestQueue, RequestRecord
 from obliviate.strategies.base import ForgetResult, ModelFactory, ProgressEvent, Strategy
 from obliviate.workspace import Workspace
 
@@ -338,6 +351,9 @@ class Worker:
         acc.forgets += 1
         try:
             self.queue.set_progress(beat.lease, {"stage": "rolling_back", "components": {}})
+            # A crashed forget's retrain is finished first: a forget on top of its rolled-back
+            # version would retrain only the shards this batch hits and leave the rest lagging.
+            resumed = finish_interrupted_retrain(strategy) if lead.mode == "exact" else None
             result = strategy.forget(
                 sample_ids=samples,
                 subject_ids=subjects,
@@ -345,7 +361,7 @@ class Worker:
                 request_id=lead.id,
                 method=lead.method if lead.mode == "approximate" else None,
             )
-            resumed = finish_interrupted_retrain(strategy) if lead.mode == "exact" else None
+            follow_ups = self._follow_ups(strategy, requests)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the request
             _log.exception("forget failed for batch %s on %s", beat.lease.batch_id, lead.model)
             message = f"{type(exc).__name__}: {exc}"
@@ -357,7 +373,62 @@ class Worker:
         final = progress.snapshot(result, resumed)
         for request in requests:
             body = _result_body(result, request, lead=lead, batch=requests, resumed=resumed)
-            acc.complete(self.queue, beat.lease, request, body, final)
+            acc.complete(
+                self.queue, beat.lease, request, body, final, follow_ups.get(request.id, ())
+            )
+
+    def _follow_ups(
+        self, strategy: Strategy, requests: Sequence[RequestRecord]
+    ) -> dict[str, list[NewRequest]]:
+        """Per request id, the follow-ups for other models still holding what it deleted.
+
+        Called once the forget is done, so the requests' samples are deleted in the
+        registry: a model needs a follow-up when its active version's lineage holds some of
+        them (the check ``Workspace.verify`` makes). When that version is a rolled-back one,
+        a forget of that model may be retraining right now (or crashed doing so) on a sample
+        table read before these samples were deleted, so what the version it was rolled back
+        from held counts too; at worst the follow-up is a no-op. Follow-ups get none of
+        their own.
+        """
+        parents = [r for r in requests if r.parent_id is None]
+        if not parents:
+            return {}
+        prov = self.workspace.provenance
+        dataset = strategy.context.dataset
+        holding: dict[str, set[str]] = {}
+        for record in prov.models():
+            if record.dataset != dataset or record.name == strategy.context.name:
+                continue
+            active = prov.active_version(record.name)
+            if active is None:
+                continue
+            numbers = [active.number]
+            if active.kind == "rolled_back" and active.parent_version is not None:
+                numbers.append(active.parent_version)
+            seen = {
+                sample
+                for number in numbers
+                for sample in prov.verify_version(model=record.name, number=number).deleted_seen
+            }
+            if seen:
+                holding[record.name] = seen
+        if not holding:
+            return {}
+        follow_ups: dict[str, list[NewRequest]] = {}
+        for request in parents:
+            deleted = set(
+                prov.resolve(
+                    dataset=dataset,
+                    sample_ids=list(request.sample_ids),
+                    subject_ids=list(request.subject_ids),
+                ).already_deleted_ids
+            )
+            follow_ups[request.id] = [
+                NewRequest.follow_up(request, model=name, sample_ids=sorted(seen & deleted))
+                for name, seen in sorted(holding.items())
+                if seen & deleted
+            ]
+        return follow_ups
 
 
 @dataclass(frozen=True)
@@ -398,40 +469,23 @@ def finish_interrupted_retrain(strategy: Strategy) -> ResumedRetrain | None:
     A forget activates the exact rolled-back version first and retrains afterwards; a worker
     killed in between leaves the rolled-back version active. It serves no deleted sample,
     but its shards stop short of their schedule, and a redelivered request is a no-op (its
-    samples are already deleted). This brings every lagging shard up to date, as the
-    interrupted run would have.
-
-    Strategies may offer this as a public ``resume()`` method; SISA-family strategies do not
-    yet, so their internal ``_bring_up_to_date`` is used, under the model's lock.
+    samples are already deleted). The strategy's public ``resume()`` (SISA and the
+    strategies built on it) brings every lagging shard up to date, as the interrupted run
+    would have; a strategy without one has nothing to resume here.
     """
+    resume = getattr(strategy, "resume", None)
+    if not callable(resume):
+        return None
     prov = strategy.context.provenance
     active = prov.active_version(strategy.context.name)
     if active is None or active.kind != "rolled_back":
         return None
     start = time.perf_counter()
-    samples: int | None = None
-    passes: int | None = None
-    resume = getattr(strategy, "resume", None)
-    if callable(resume):
-        resumed = resume()
-        number = getattr(resumed, "version", None)
-        if number is None:
-            return None
-        samples = getattr(resumed, "samples_retrained", None)
-        passes = getattr(resumed, "sample_passes", None)
-    else:
-        bring_up_to_date = getattr(strategy, "_bring_up_to_date", None)
-        lock = getattr(strategy, "lock", None)
-        if bring_up_to_date is None or lock is None:
-            return None
-        from obliviate.strategies.exact.plan import Plan
-
-        with lock:
-            version, passes, samples = bring_up_to_date(
-                Plan.load(strategy.context.model_dir), kind="retrained", affected=None
-            )
-        number = version.number
-    final = prov.version(model=strategy.context.name, number=int(number))
+    resumed = resume()  # takes the model's lock and checks again under it
+    if resumed is None:
+        return None
+    number = int(resumed.version)
+    final = prov.version(model=strategy.context.name, number=number)
     changed = tuple(
         sorted(
             name
@@ -439,13 +493,13 @@ def finish_interrupted_retrain(strategy: Strategy) -> ResumedRetrain | None:
             if checkpoint != active.components.get(name)
         )
     )
-    _log.warning("finished an interrupted retrain of %s: version %d", active.model, int(number))
+    _log.warning("finished an interrupted retrain of %s: version %d", active.model, number)
     return ResumedRetrain(
-        version=int(number),
+        version=number,
         from_version=active.number,
         components=changed,
-        samples_retrained=None if samples is None else int(samples),
-        sample_passes=None if passes is None else int(passes),
+        samples_retrained=int(resumed.samples_retrained),
+        sample_passes=int(resumed.sample_passes),
         seconds=time.perf_counter() - start,
     )
 
@@ -531,7 +585,7 @@ def _result_body(
             if resumed is None or result.rolled_back_version is not None
             else resumed.from_version
         ),
-        "version": resumed.version if resumed is not None else result.version,
+        "version": result.version,  # the resumed one when the forget itself was a no-op
         "affected_components": sorted(affected),
         "earliest_slices": dict(result.earliest_slices),
         "samples_retrained": samples,
@@ -548,6 +602,7 @@ def _result_body(
         "receipt_request_id": lead.id,
         "receipt": None if result.receipt is None else dict(result.receipt),
         "seconds": result.seconds + (0.0 if resumed is None else resumed.seconds),
+        "follow_ups": [],  # the queue records the enqueued ones with the completion
     }
 
 
@@ -569,8 +624,11 @@ class _Accumulator:
         request: RequestRecord,
         result: Mapping[str, Any],
         progress: Mapping[str, Any],
+        follow_ups: Sequence[NewRequest] = (),
     ) -> None:
-        if queue.complete(lease, request.id, result=result, progress=progress):
+        if queue.complete(
+            lease, request.id, result=result, progress=progress, follow_ups=follow_ups
+        ):
             self.completed.append(request.id)
         else:
             self.fenced.append(request.id)

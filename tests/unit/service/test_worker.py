@@ -16,6 +16,7 @@ from obliviate.service.queue import RequestQueue
 from obliviate.service.served import ModelServer
 from obliviate.service.settings import ServiceSettings
 from obliviate.service.worker import Worker, finish_interrupted_retrain
+from obliviate.strategies.exact.plan import Plan
 from obliviate.strategies.exact.sisa import SISA
 from obliviate.testing import make_blobs
 from tests.unit.service.conftest import FakeClock, new_request
@@ -162,6 +163,49 @@ def test_an_interrupted_retrain_is_finished_like_an_uninterrupted_one(
     assert clean_version is not None and clean.version is not None
     assert final.content_hash == clean_version.content_hash  # bit-for-bit the same model
     assert finish_interrupted_retrain(workspace.model("m")) is None  # nothing left to do
+
+
+def test_an_interrupted_retrain_is_finished_before_a_new_request_of_the_batch(
+    workspace: Workspace, settings: ServiceSettings, ws_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # s1 was being forgotten when the worker died; the redelivery shares a batch with a new
+    # request for a sample of another shard, which alone would retrain only that shard.
+    plan = Plan.load(workspace.model("m").context.model_dir)
+    table = workspace.provenance.samples(dataset="d", status=None)
+    ids = table.sample_ids[np.searchsorted(table.pk, plan.pk)].tolist()
+    shard_of = dict(zip(ids, plan.shard.tolist(), strict=True))
+    other = next(i for i in sorted(shard_of) if shard_of[i] != shard_of["s1"])
+    reference_path = ws_path.parent / "reference"
+    shutil.copytree(ws_path, reference_path)
+    with Workspace.open(reference_path) as reference:
+        reference.forget(model="m", sample_ids=["s1"])
+        reference.forget(model="m", sample_ids=[other])
+        expected = reference.provenance.active_version("m")
+    original = SISA._bring_up_to_date
+    calls = {"n": 0}
+
+    def crash_once(self: SISA, *args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt("worker killed mid-retrain")
+        return original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SISA, "_bring_up_to_date", crash_once)
+    clock = FakeClock()
+    queue = _queue(workspace, settings, clock)
+    first = queue.submit(new_request("m", "s1")).request_id
+    with pytest.raises(KeyboardInterrupt):
+        Worker(workspace, queue, owner="doomed").run_once()
+    clock.advance(settings.lease_seconds + 1)
+    second = queue.submit(new_request("m", other)).request_id
+    outcome = Worker(workspace, queue, owner="rescuer").run_once()
+    assert outcome is not None and set(outcome.completed) == {first, second}
+    final = workspace.provenance.active_version("m")
+    assert final is not None and expected is not None
+    assert final.content_hash == expected.content_hash  # no shard was left lagging
+    assert queue.get(first).result["resumed"] is not None  # type: ignore[index]
+    assert queue.get(first).result["version"] == final.number  # type: ignore[index]
+    assert workspace.verify(model="m").ok
 
 
 def test_model_server_swaps_versions_atomically(

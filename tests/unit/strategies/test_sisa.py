@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from obliviate.errors import (
 from obliviate.strategies import Guarantee, RetrainConfig
 from obliviate.strategies.exact.aggregation import aggregate
 from obliviate.strategies.exact.sharding import place
+from obliviate.strategies.exact.sisa import SISA, ResumeResult
 from obliviate.testing import make_blobs
 from obliviate.training import slice_epochs
 
@@ -118,6 +120,51 @@ def test_every_model_on_the_dataset_forgets_a_deletion(ws: Workspace) -> None:
     result = second.forget(sample_ids=["s9"])  # type: ignore[attr-defined]
     assert not result.noop and result.affected_components
     assert ws.verify(model="b").ok
+
+
+def test_resume_finishes_an_interrupted_forget_bit_for_bit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Workspace.init(tmp_path / "ws") as ws:
+        ws.register(make_blobs(n=90, subjects=9), dataset="d")
+        _train(ws)
+    shutil.copytree(tmp_path / "ws", tmp_path / "reference")
+    with Workspace.open(tmp_path / "reference") as reference:
+        clean = reference.forget(model="m", sample_ids=["s4", "s40"])
+        expected = reference.provenance.version(model="m", number=clean.version)  # type: ignore[arg-type]
+
+    original = SISA._bring_up_to_date
+    calls = {"n": 0}
+
+    def killed_once(self: SISA, *args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 1:  # the forget's retrain: dies like a kill -9 after the rollback
+            raise KeyboardInterrupt("killed mid-retrain")
+        return original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SISA, "_bring_up_to_date", killed_once)
+    with Workspace.open(tmp_path / "ws") as ws:
+        model = ws.model("m")
+        assert isinstance(model, SISA) and model.resume() is None  # nothing interrupted yet
+        with pytest.raises(KeyboardInterrupt):
+            model.forget(sample_ids=["s4", "s40"])
+        halfway = ws.provenance.active_version("m")
+        assert halfway is not None and halfway.kind == "rolled_back"
+        assert model.forget(sample_ids=["s4", "s40"]).noop  # forgetting again cannot finish it
+
+        fresh = ws.model("m")  # a new instance, as a restarted process has
+        assert isinstance(fresh, SISA)
+        resumed = fresh.resume()
+
+        assert isinstance(resumed, ResumeResult) and calls["n"] == 2
+        final = ws.provenance.active_version("m")
+        assert final is not None and final.kind == "retrained"
+        assert resumed.version == final.number and final.parent_version == halfway.number
+        assert resumed.samples_retrained > 0 and resumed.sample_passes >= resumed.samples_retrained
+        assert final.content_hash == expected.content_hash  # the uninterrupted forget's model
+        assert final.components == expected.components
+        assert ws.verify(model="m").ok
+        assert model.resume() is None  # nothing left to do
 
 
 def test_predict_errors(ws: Workspace) -> None:

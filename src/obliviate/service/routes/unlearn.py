@@ -181,6 +181,8 @@ def _status(record: RequestRecord) -> UnlearnStatus:
         result=result,
         error=record.error,
         receipt=f"/v1/unlearn/{record.id}/receipt" if record.state == "completed" else None,
+        parent_id=record.parent_id,
+        follow_ups=list(record.follow_up_ids),
     )
 
 

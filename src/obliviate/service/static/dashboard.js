@@ -140,8 +140,11 @@
   function renderRequests(list) {
     fillTable("requests-table", list.requests.map((r) => {
       const shards = r.result && r.result.affected_components ? r.result.affected_components.length : "–";
+      const id = el("td", r.id.slice(0, 12), "mono");
+      if (r.parent_id) id.title = "follow-up of " + r.parent_id;
+      else if (r.follow_ups && r.follow_ups.length) id.title = r.follow_ups.length + " follow-up(s)";
       return [
-        el("td", r.id.slice(0, 12), "mono"), r.model, el("td", r.status, "state-" + r.status), r.mode,
+        id, r.model, el("td", r.status, "state-" + r.status), r.parent_id ? r.mode + " (follow-up)" : r.mode,
         r.attempts, when(r.created_at), when(r.finished_at),
         r.sla_met === null ? "–" : (r.sla_met ? "yes" : "NO"), shards,
       ];

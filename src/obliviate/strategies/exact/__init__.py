@@ -7,7 +7,7 @@ from obliviate.strategies.exact.ensemble_config import EnsembleConfig
 from obliviate.strategies.exact.retrain import Retrain, RetrainConfig
 from obliviate.strategies.exact.s3t import S3T, S3TConfig
 from obliviate.strategies.exact.sharding import SHARDINGS, Placement
-from obliviate.strategies.exact.sisa import SISA
+from obliviate.strategies.exact.sisa import SISA, ResumeResult
 from obliviate.strategies.exact.sisa_config import SISAConfig
 from obliviate.strategies.exact.sispa import SISPA
 from obliviate.strategies.exact.sispa_config import SISPAConfig
@@ -22,6 +22,7 @@ __all__ = [
     "EnsembleConfig",
     "OnlineEnsemble",
     "Placement",
+    "ResumeResult",
     "Retrain",
     "RetrainConfig",
     "S3TConfig",

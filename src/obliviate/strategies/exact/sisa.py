@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -51,7 +51,7 @@ from obliviate.strategies.exact.sharding import place
 from obliviate.strategies.exact.sisa_config import SISAConfig
 from obliviate.training.stage_jobs import ZooModel
 
-__all__ = ["SISA"]
+__all__ = ["SISA", "ResumeResult"]
 
 # Small batches keep activations in cache: on memory-bound CPUs, 512 rows per forward pass
 # predicted 3x faster than 8192 (10 MNIST CNNs x 10,000 images: 0.96 s against 3.3 s).
@@ -70,6 +70,21 @@ def _model_lock(key: str) -> threading.Lock:
 def component_name(shard: int) -> str:
     """The provenance name of shard ``shard``."""
     return f"shard-{shard}"
+
+
+@dataclass(frozen=True)
+class ResumeResult:
+    """What :meth:`SISA.resume` retrained to finish an interrupted forget.
+
+    Attributes:
+        version: the retrained version, now active.
+        samples_retrained: distinct samples the retraining trained on.
+        sample_passes: samples x epochs of retraining.
+    """
+
+    version: int
+    samples_retrained: int
+    sample_passes: int
 
 
 @STRATEGIES.register("sisa")
@@ -407,6 +422,30 @@ class SISA(Strategy):
             if not handed_off:
                 self._lock.release()
         return finish()
+
+    def resume(self) -> ResumeResult | None:
+        """Finishes the retrain of a forget that was interrupted after its rollback.
+
+        A forget activates the exact rolled-back version before it retrains; a process
+        killed in between leaves that version active. It serves no deleted sample, but its
+        rolled-back shards stop short of their schedule, and forgetting the same samples
+        again is a no-op (they are deleted already). This trains every lagging shard to the
+        plan's last slice on the active samples, as the interrupted forget would have, so
+        the new version equals the one an uninterrupted forget makes, bit for bit. It holds
+        the model's lock, so it waits for a forget running in this process to finish.
+
+        Returns:
+            What was retrained, or ``None`` when the active version is not a rolled-back
+            one (nothing was interrupted, or the model is not fitted).
+        """
+        with self._lock:
+            current = self.context.provenance.active_version(self.context.name)
+            if current is None or current.kind != "rolled_back":
+                return None
+            version, passes, samples = self._bring_up_to_date(
+                Plan.load(self.context.model_dir), kind="retrained", affected=None
+            )
+        return ResumeResult(version=version.number, samples_retrained=samples, sample_passes=passes)
 
     def _noop(
         self,
