@@ -77,16 +77,16 @@ def sgd_update(
         # ops instead of three ops per tensor. Each list op runs the very elementwise op of
         # the loop below, in the same order, so a model's bits do not depend on which path
         # its group took (a forget retrains one slot with the others idle).
-        d_all = (
-            torch._foreach_add(grads, torch._foreach_mul(params, weight_decay))
+        directions = (
+            list(torch._foreach_add(grads, torch._foreach_mul(params, weight_decay)))
             if weight_decay
-            else grads
+            else list(grads)
         )
         if momentum:
-            d_all = torch._foreach_add(d_all, buffers, alpha=momentum)
+            directions = list(torch._foreach_add(directions, buffers, alpha=momentum))
         rates = [per_model(-lr, p) for p in params]
-        stepped = torch._foreach_addcmul(params, rates, d_all)
-        return stepped, (list(d_all) if momentum else buffers), has_buffer | active
+        moved = list(torch._foreach_addcmul(params, rates, directions))
+        return moved, (directions if momentum else buffers), has_buffer | active
     new_params, new_buffers = [], []
     for p, g, buf in zip(params, grads, buffers, strict=True):
         d = g + weight_decay * p if weight_decay else g

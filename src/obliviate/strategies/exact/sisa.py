@@ -245,7 +245,7 @@ class SISA(Strategy):
                 components[name] = run.final.checkpoint_id
                 passes += run.sample_passes
                 self.report("train", done + 1, self.config.shards, name)
-            components = self._complete_components(components, kind="trained")
+            components = self._complete_components(components, kind="trained", active=active)
             version = self.context.provenance.create_version(
                 model=self.context.name,
                 components=components,
@@ -487,13 +487,19 @@ class SISA(Strategy):
         return None
 
     def _complete_components(
-        self, components: dict[str, str | None], *, kind: str
+        self,
+        components: dict[str, str | None],
+        *,
+        kind: str,
+        active: SampleTable | None = None,
     ) -> dict[str, str | None]:
         """Hook called with the shard checkpoints of every new version, before it is made.
 
-        ``kind`` is ``"trained"``, ``"extended"``, ``"retrained"`` or ``"rolled_back"``.
-        Subclasses that derive further components from the shards (SISPA's aggregator)
-        return the map with those added or excluded; SISA returns it unchanged.
+        ``kind`` is ``"trained"``, ``"extended"``, ``"retrained"`` or ``"rolled_back"``;
+        ``active`` is the dataset's active-sample table the shards were trained from, when
+        the caller read one (saves the subclass a second read). Subclasses that derive
+        further components from the shards (SISPA's aggregator) return the map with those
+        added or excluded; SISA returns it unchanged.
         """
         return components
 
@@ -551,7 +557,7 @@ class SISA(Strategy):
             passes += run.sample_passes
             samples += run.samples
             self.report(kind, done + 1, len(requests), name)
-        components = self._complete_components(components, kind=kind)
+        components = self._complete_components(components, kind=kind, active=active)
         version = prov.create_version(
             model=self.context.name,
             components=components,

@@ -130,7 +130,11 @@ class SISPA(SISA):
         return super()._bring_up_to_date(*args, **kwargs)
 
     def _complete_components(
-        self, components: dict[str, str | None], *, kind: str
+        self,
+        components: dict[str, str | None],
+        *,
+        kind: str,
+        active: SampleTable | None = None,
     ) -> dict[str, str | None]:
         shards = {k: v for k, v in components.items() if k != AGGREGATOR}
         if kind == "rolled_back":
@@ -142,7 +146,7 @@ class SISPA(SISA):
             self.cache.purge(deleted.pk)
             self.cache.prune(c for c in shards.values() if c is not None)
             return {**shards, AGGREGATOR: None}
-        record = self._fit_aggregator(shards)
+        record = self._fit_aggregator(shards, active)
         self.cache.prune(c for c in shards.values() if c is not None)
         return {**shards, AGGREGATOR: record.checkpoint_id}
 
@@ -174,10 +178,13 @@ class SISPA(SISA):
                 f"and {tuple(own.feature_shape)}."
             )
 
-    def _aggregator_data(self, plan: Plan) -> tuple[_AggregatorData, npt.NDArray[np.int64]]:
+    def _aggregator_data(
+        self, plan: Plan, active: SampleTable | None = None
+    ) -> tuple[_AggregatorData, npt.NDArray[np.int64]]:
         """The aggregator's samples, and every sample the shards trained on (its lineage)."""
         prov = self.context.provenance
-        active = prov.samples(dataset=self.context.dataset, status="active")
+        if active is None:
+            active = prov.samples(dataset=self.context.dataset, status="active")
         in_plan = np.flatnonzero(plan.lookup(active.pk) >= 0)
         shard_pks = active.pk[in_plan]
         if self.sispa_config.aggregator_data == "heldout":
@@ -249,11 +256,13 @@ class SISPA(SISA):
                 options=dict(self.sispa_config.aggregator_options),
             )
 
-    def _fit_aggregator(self, shards: dict[str, str | None]) -> CheckpointRecord:
+    def _fit_aggregator(
+        self, shards: dict[str, str | None], active: SampleTable | None = None
+    ) -> CheckpointRecord:
         """Trains the aggregator from scratch on the current shards' embeddings."""
         started = time.perf_counter()
         shard_seconds = started - self._phase_start
-        data, shard_pks = self._aggregator_data(Plan.load(self.context.model_dir))
+        data, shard_pks = self._aggregator_data(Plan.load(self.context.model_dir), active)
         features, computed, reused = self._embeddings(shards, data)
         embedded = time.perf_counter()
         train = self.sispa_config.aggregator_train
