@@ -41,7 +41,6 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
@@ -231,7 +230,9 @@ class _Engine:
         weight: torch.Tensor,
     ) -> torch.Tensor:
         logits = functional_call(self.base, (params, buffers), (x,))
-        losses = F.cross_entropy(logits, y, reduction="none")
+        # Cross-entropy written out: under vmap, F.cross_entropy runs a Python decomposition
+        # that cost about a tenth of a small model's step.
+        losses = -torch.log_softmax(logits, dim=-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
         return (losses * weight).sum() / torch.clamp(weight.sum(), min=1.0)
 
     def _step(
