@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from obliviate.errors import ConfigError, ProvenanceError, UnknownSampleError
 from obliviate.provenance import lookups
-from obliviate.provenance._bulk import bulk_insert
+from obliviate.provenance._bulk import bulk_insert_tuples
 from obliviate.provenance._util import (
     IN_CHUNK,
     as_pk_array,
@@ -229,8 +229,12 @@ def record_checkpoint(
             created_at=now,
         )
     )
-    rows = [{"checkpoint_id": checkpoint_id, "sample_pk": pk} for pk in pks.tolist()]
-    bulk_insert(conn, CheckpointSample, rows)
+    bulk_insert_tuples(
+        conn,
+        CheckpointSample,
+        ("checkpoint_id", "sample_pk"),
+        [(checkpoint_id, pk) for pk in pks.tolist()],
+    )
     return checkpoint_records(conn, ids=[checkpoint_id])[0]
 
 
