@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import statistics
 import tempfile
@@ -129,13 +130,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rate", type=float, default=1000.0, help="open-loop target rate")
-    parser.add_argument("--http", default="h11", help="uvicorn HTTP implementation")
-    parser.add_argument("--loop", default="asyncio", help="uvicorn event loop")
+    parser.add_argument(
+        "--http", default="auto", help="uvicorn HTTP implementation (auto: as obliviate serve)"
+    )
+    parser.add_argument("--loop", default="auto", help="uvicorn event loop (auto: uvloop)")
     args = parser.parse_args()
     seconds = 3.0 if args.quick else args.seconds
     scratch = Path(tempfile.mkdtemp(prefix="obliviate-throughput-"))
     root = scratch / "ws"
     secret = make_workspace(root)
+    # The client shares the machine and imported torch too: keep its full collections from
+    # stalling the load generator's event loop (that would show up as server latency).
+    gc.collect()
+    gc.freeze()
     info = machine()
     server, base = start_server(root, http=args.http, loop=args.loop)
     phases: list[tuple[str, LoadResult]] = []

@@ -9,6 +9,7 @@ the field.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -17,15 +18,9 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from obliviate.errors import (
-    ConfigError,
-    DataError,
-    NotFittedError,
-    ObliviateError,
-    ProvenanceError,
-    UnknownNameError,
-)
-from obliviate.service.errors import AuthError, ServiceError, UnknownRequestError
+from obliviate.errors import ObliviateError
+from obliviate.service.errors import http_status
+from obliviate.service.fast_submit import FastSubmit
 from obliviate.service.limits import BodySizeLimit
 from obliviate.service.routes import audit, dashboard, health, models, predict, queue, unlearn
 from obliviate.service.settings import ServiceSettings
@@ -61,8 +56,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        state.close()
+        if settings.freeze_gc_at_startup:
+            gc.collect()
+            gc.freeze()
+        try:
+            yield
+        finally:
+            state.close()
+            if settings.freeze_gc_at_startup:
+                gc.unfreeze()
 
     app = FastAPI(
         title="obliviate unlearning service",
@@ -77,6 +79,7 @@ def create_app(
     for module in (unlearn, queue, predict, models, audit, health, dashboard):
         app.include_router(module.router)
     _install_error_handlers(app)
+    app.add_middleware(FastSubmit, state=state)  # innermost: inside the body limit
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(_HttpMetrics, state=state)
     return app
@@ -87,23 +90,10 @@ def _detail(status: int, message: str, headers: dict[str, str] | None = None) ->
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    def status_of(exc: ObliviateError) -> int:
-        if isinstance(exc, AuthError):
-            return exc.status
-        if isinstance(exc, UnknownRequestError | UnknownNameError):
-            return 404
-        if isinstance(exc, NotFittedError):
-            return 409
-        if isinstance(exc, ConfigError | DataError):
-            return 422
-        if isinstance(exc, ServiceError | ProvenanceError):
-            return 409
-        return 500
-
     async def handle(request: Request, exc: Exception) -> Response:
         if not isinstance(exc, ObliviateError):  # pragma: no cover - registered for ours only
             raise exc
-        status = status_of(exc)
+        status = http_status(exc)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return _detail(status, str(exc), headers)
 

@@ -11,13 +11,21 @@
 
 from __future__ import annotations
 
-from obliviate.errors import ObliviateError
+from obliviate.errors import (
+    ConfigError,
+    DataError,
+    NotFittedError,
+    ObliviateError,
+    ProvenanceError,
+    UnknownNameError,
+)
 
 __all__ = [
     "AuthError",
     "IdempotencyConflictError",
     "ServiceError",
     "UnknownRequestError",
+    "http_status",
 ]
 
 
@@ -43,3 +51,18 @@ class AuthError(ServiceError, PermissionError):
     def __init__(self, message: str, *, status: int) -> None:
         super().__init__(message)
         self.status = status
+
+
+def http_status(exc: ObliviateError) -> int:
+    """The HTTP status an error raised on purpose maps to (one place for every route)."""
+    if isinstance(exc, AuthError):
+        return exc.status
+    if isinstance(exc, UnknownRequestError | UnknownNameError):
+        return 404
+    if isinstance(exc, NotFittedError):
+        return 409
+    if isinstance(exc, ConfigError | DataError):
+        return 422
+    if isinstance(exc, ServiceError | ProvenanceError):
+        return 409
+    return 500

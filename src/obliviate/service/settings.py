@@ -64,6 +64,12 @@ class ServiceSettings:
             ``obliviate_gold_standard_breach`` and its alert. ``None`` turns it off.
         gold_audit_test: the registered (non-deletable) dataset the audit tests on;
             required with ``gold_audit_seconds``.
+        freeze_gc_at_startup: once the app has started, move every object alive (torch's
+            and the libraries' import graph, hundreds of thousands of objects) out of the
+            garbage collector's view (``gc.freeze``). A full collection then scans only
+            objects made since, so its pause no longer stalls every in-flight request (it
+            was most of ``POST /v1/unlearn``'s p99). The app owns its process when served,
+            so this process-wide switch is on by default.
     """
 
     workspace: Path = field(default=Path(".obliviate"))
@@ -89,6 +95,7 @@ class ServiceSettings:
     auth_cache_seconds: float = 1.0
     gold_audit_seconds: float | None = None
     gold_audit_test: str | None = None
+    freeze_gc_at_startup: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "workspace", Path(self.workspace))

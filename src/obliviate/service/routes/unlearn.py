@@ -33,7 +33,7 @@ from obliviate.service.schemas import (
 )
 from obliviate.service.state import ServiceState
 
-__all__ = ["router"]
+__all__ = ["accept", "check_size", "idempotency_key_of", "router"]
 
 router = APIRouter(prefix="/v1/unlearn", tags=["unlearn"])
 
@@ -46,7 +46,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 State = Annotated[ServiceState, Depends(get_state)]
 
 
-def _idempotency_key(raw: str | None, required: bool) -> str | None:
+def idempotency_key_of(raw: str | None, required: bool) -> str | None:
+    """The checked ``Idempotency-Key`` (an sf-string unquoted), or a 400 saying what is wrong."""
     if raw is None:
         if required:
             raise HTTPException(
@@ -106,19 +107,48 @@ async def submit(
 ) -> UnlearnAccepted:
     """Queues a deletion request; 202 + ``Location`` once it is durably committed."""
     settings = state.settings
-    checked_key = _idempotency_key(idempotency_key, settings.require_idempotency_key)
-    if len(body.sample_ids) > settings.max_ids_per_request:
-        field_error(
-            ("body", "sample_ids"),
-            f"at most {settings.max_ids_per_request} sample ids per request (max_ids_per_"
-            f"request); got {len(body.sample_ids)}. Split the request.",
-        )
+    checked_key = idempotency_key_of(idempotency_key, settings.require_idempotency_key)
+    check_size(body, settings.max_ids_per_request)
     cached = state.resolve_model_cached(body.model)
     model: str = (
         cached if cached is not None else await asyncio.to_thread(state.resolve_model, body.model)
     )
     if body.mode == "approximate" and body.method is not None:
         await asyncio.to_thread(_check_approximate, state, model, body.method)
+    accepted, headers, conflict = await accept(
+        state, body=body, model=model, key=key, idempotency_key=checked_key
+    )
+    if conflict is not None:
+        raise HTTPException(422, conflict)
+    response.headers.update(headers)
+    return accepted
+
+
+def check_size(body: UnlearnRequest, limit: int) -> None:
+    """A 422 naming ``sample_ids`` when a request has more ids than ``max_ids_per_request``."""
+    if len(body.sample_ids) > limit:
+        field_error(
+            ("body", "sample_ids"),
+            f"at most {limit} sample ids per request (max_ids_per_request); got "
+            f"{len(body.sample_ids)}. Split the request.",
+        )
+
+
+async def accept(
+    state: ServiceState,
+    *,
+    body: UnlearnRequest,
+    model: str,
+    key: ApiKey,
+    idempotency_key: str | None,
+) -> tuple[UnlearnAccepted, dict[str, str], str | None]:
+    """Commits a checked request through the group committer; shared by the route and the
+    :class:`~obliviate.service.fast_submit.FastSubmit` path so both answer alike.
+
+    Returns:
+        ``(body, headers, conflict)``: the 202 body and its headers, or the message of an
+        Idempotency-Key reused with another payload (a 422) in ``conflict``.
+    """
     payload = body.model_dump(mode="json")
     payload["model"] = model
     request = NewRequest(
@@ -130,20 +160,22 @@ async def submit(
         reason=body.reason,
         note=body.note,
         api_key_id=key.id,
-        idempotency_key=checked_key,
+        idempotency_key=idempotency_key,
         fingerprint=fingerprint(payload),
     )
     outcome = await asyncio.wrap_future(state.committer.submit(request))
     if isinstance(outcome, IdempotencyConflictError):
         state.metrics.submissions.labels("conflict").inc()
-        raise HTTPException(422, str(outcome))
+        return _NO_BODY, {}, str(outcome)
     state.metrics.submissions.labels("accepted" if outcome.created else "replayed").inc()
     location = f"/v1/unlearn/{outcome.request_id}"
-    response.headers["Location"] = location
-    response.headers["Retry-After"] = str(max(1, round(settings.batch_window_seconds)))
+    headers = {
+        "Location": location,
+        "Retry-After": str(max(1, round(state.settings.batch_window_seconds))),
+    }
     if not outcome.created:
-        response.headers["Idempotent-Replayed"] = "true"
-    return UnlearnAccepted(
+        headers["Idempotent-Replayed"] = "true"
+    accepted = UnlearnAccepted(
         id=outcome.request_id,
         status=outcome.state,
         model=model,
@@ -152,6 +184,12 @@ async def submit(
         location=location,
         replayed=not outcome.created,
     )
+    return accepted, headers, None
+
+
+_NO_BODY = UnlearnAccepted(
+    id="", status="", model="", created_at="", deadline="", location="", replayed=False
+)
 
 
 def _status(record: RequestRecord) -> UnlearnStatus:
