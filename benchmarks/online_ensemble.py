@@ -15,6 +15,7 @@ the first and of the last chunk. Writes benchmarks/results/online_ensemble.{json
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import shutil
 import statistics
@@ -142,7 +143,8 @@ def main() -> None:
     }
     meta = {
         "conditions": (
-            f"CPU shared with other agents (torch threads={torch.get_num_threads()}); "
+            f"2 cores, load average {os.getloadavg()[0]:.1f} at the end "
+            f"(torch threads={torch.get_num_threads()}); "
             f"{args.dataset}: {args.chunks} chunks x {args.chunk_size}, test {args.test_size}; "
             f"ensemble {args.members} x MLP({args.member_hidden}) on {args.fraction:.0%} of each "
             f"chunk; single MLP({args.single_hidden}) on all; {args.epochs} epochs per chunk, "
