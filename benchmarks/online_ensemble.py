@@ -15,8 +15,8 @@ the first and of the last chunk. Writes benchmarks/results/online_ensemble.{json
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
 import shutil
 import statistics
 import tempfile
