@@ -31,6 +31,7 @@ from obliviate.provenance._util import (
 from obliviate.provenance.records import CheckpointRecord, ModelRecord
 from obliviate.provenance.schema import (
     Checkpoint,
+    CheckpointInput,
     CheckpointSample,
     Component,
     Dataset,
@@ -171,15 +172,22 @@ def record_checkpoint(
     num_samples_seen: int,
     meta: Mapping[str, Any],
     now: datetime,
+    inputs: Sequence[str] = (),
 ) -> CheckpointRecord:
     """Records a checkpoint and the samples it saw that its parent chain had not.
 
     Idempotent: recording the same checkpoint again returns the stored record without
     writing, because content-addressed checkpoints are retried after crashes.
 
+    ``inputs`` are checkpoints whose outputs this one was computed from (SISPA's aggregator
+    and its shards); the lineage queries count every sample an input saw as seen by this
+    checkpoint too. Inputs are followed one level deep, so an input may not have inputs of
+    its own, and a checkpoint with inputs neither continues nor is continued by a chain.
+
     Raises:
         ProvenanceError: the id is already recorded with a different model, component,
-            parent or lineage hash; or the parent is unknown.
+            parent or lineage hash; the parent or an input is unknown; or the inputs break
+            the one-level rule above.
         UnknownSampleError: some pks are not registered samples.
         ConfigError: malformed ids, counts or metadata.
     """
@@ -216,6 +224,7 @@ def record_checkpoint(
             f"parent checkpoint {parent_id} is not recorded; record checkpoints parent-first."
         )
     _require_samples(conn, pks)
+    inputs = _check_inputs(conn, checkpoint_id=checkpoint_id, parent_id=parent_id, inputs=inputs)
     component_id = _component_id(conn, model_id=owner.id, name=component)
     conn.execute(
         sa.insert(Checkpoint).values(
@@ -235,7 +244,53 @@ def record_checkpoint(
         ("checkpoint_id", "sample_pk"),
         [(checkpoint_id, pk) for pk in pks.tolist()],
     )
+    bulk_insert_tuples(
+        conn, CheckpointInput, ("checkpoint_id", "input_id"), [(checkpoint_id, i) for i in inputs]
+    )
     return checkpoint_records(conn, ids=[checkpoint_id])[0]
+
+
+def _check_inputs(
+    conn: sa.Connection, *, checkpoint_id: str, parent_id: str | None, inputs: Sequence[str]
+) -> list[str]:
+    """The validated, de-duplicated inputs (see :func:`record_checkpoint`)."""
+    if isinstance(inputs, str):
+        raise ConfigError("inputs must be a sequence of checkpoint ids, not one string.")
+    wanted = sorted({require_hex64(i, what="input checkpoint id") for i in inputs})
+    if (
+        parent_id is not None
+        and conn.execute(
+            sa.select(CheckpointInput.input_id).where(CheckpointInput.checkpoint_id == parent_id)
+        ).first()
+    ):
+        raise ProvenanceError(
+            f"parent checkpoint {parent_id} was computed from inputs; such a checkpoint ends "
+            "its chain (record a fresh one with inputs instead)."
+        )
+    if not wanted:
+        return []
+    if parent_id is not None:
+        raise ProvenanceError(
+            f"checkpoint {checkpoint_id} has inputs and a parent; a checkpoint computed from "
+            "inputs starts no chain (record it with parent_id=None)."
+        )
+    if checkpoint_id in wanted:
+        raise ProvenanceError(f"checkpoint {checkpoint_id} cannot be its own input.")
+    known = {r.checkpoint_id for r in checkpoint_records(conn, ids=wanted)}
+    missing = [i for i in wanted if i not in known]
+    if missing:
+        raise ProvenanceError(
+            f"input checkpoints {missing[:3]} are not recorded; record inputs first."
+        )
+    nested = conn.execute(
+        sa.select(CheckpointInput.checkpoint_id).where(CheckpointInput.checkpoint_id.in_(wanted))
+    ).first()
+    if nested is not None:
+        raise ProvenanceError(
+            f"input checkpoint {nested[0]} has inputs of its own; inputs are followed one level "
+            "deep, so record the samples it inherits directly."
+        )
+    return wanted
 
 
 def _same_or_raise(

@@ -5,6 +5,11 @@ Checkpoints store only their delta of newly seen samples, so every question walk
 influenced by this sample?") or *up* to ancestors ("which samples influenced this
 version?"). The SQL is plain ``WITH RECURSIVE ... UNION`` and runs on SQLite and PostgreSQL;
 ``UNION`` (not ``UNION ALL``) also stops the walk should a cycle ever be recorded.
+
+A checkpoint computed from other checkpoints' outputs (``checkpoint_inputs``: SISPA's
+aggregator and its shards) inherits their lineage. Inputs are one level deep (enforced when
+recorded), so the walks add them as one extra step: an input's ancestors join a version's
+lineage, and the consumers of an influenced checkpoint are influenced too.
 """
 
 from __future__ import annotations
@@ -21,7 +26,13 @@ from obliviate.provenance import lookups
 from obliviate.provenance._util import chunks
 from obliviate.provenance.checkpoints import checkpoint_records
 from obliviate.provenance.records import CheckpointRecord, VerifyReport, VersionRecord
-from obliviate.provenance.schema import Checkpoint, CheckpointSample, Sample, VersionComponent
+from obliviate.provenance.schema import (
+    Checkpoint,
+    CheckpointInput,
+    CheckpointSample,
+    Sample,
+    VersionComponent,
+)
 from obliviate.provenance.versions import version_records
 
 __all__ = [
@@ -66,30 +77,39 @@ def _sample_pks(
     return sa.select(Sample.id).where(Sample.dataset_id == data.id, sa.or_(*matches))
 
 
-def _descendants(pks: sa.Select[Any]) -> sa.CTE:
-    """Checkpoints whose delta holds any of ``pks``, plus all their descendants."""
+def _descendants(pks: sa.Select[Any]) -> sa.Subquery:
+    """Checkpoints whose delta holds any of ``pks``, all their descendants, and every
+    checkpoint computed from one of those (its consumers: inputs are one level deep)."""
     seed = (
         sa.select(CheckpointSample.checkpoint_id.label("id"))
         .where(CheckpointSample.sample_pk.in_(pks))
         .cte("saw", recursive=True)
     )
     child = aliased(Checkpoint)
-    return seed.union(sa.select(child.id).where(child.parent_id == seed.c.id))
+    saw = seed.union(sa.select(child.id).where(child.parent_id == seed.c.id))
+    consumers = sa.select(CheckpointInput.checkpoint_id.label("id")).where(
+        CheckpointInput.input_id.in_(sa.select(saw.c.id))
+    )
+    return sa.union(sa.select(saw.c.id), consumers).subquery("influenced")
 
 
 def _ancestors(version_id: int) -> sa.CTE:
-    """Each component of a version paired with its checkpoint and every ancestor of it."""
-    seed = (
-        sa.select(
-            VersionComponent.component_name.label("component"),
-            VersionComponent.checkpoint_id.label("id"),
-        )
-        .where(
-            VersionComponent.version_id == version_id,
-            VersionComponent.checkpoint_id.is_not(None),
-        )
-        .cte("lineage", recursive=True)
+    """Each component of a version paired with its checkpoint, its inputs, and every
+    ancestor of those."""
+    served = sa.select(
+        VersionComponent.component_name.label("component"),
+        VersionComponent.checkpoint_id.label("id"),
+    ).where(
+        VersionComponent.version_id == version_id,
+        VersionComponent.checkpoint_id.is_not(None),
     )
+    inputs = sa.select(
+        VersionComponent.component_name.label("component"),
+        CheckpointInput.input_id.label("id"),
+    ).join(CheckpointInput, CheckpointInput.checkpoint_id == VersionComponent.checkpoint_id)
+    inputs = inputs.where(VersionComponent.version_id == version_id)
+    roots = sa.union(served, inputs).subquery("roots")
+    seed = sa.select(roots.c.component, roots.c.id).cte("lineage", recursive=True)
     node = aliased(Checkpoint)
     return seed.union(
         sa.select(seed.c.component, node.parent_id)

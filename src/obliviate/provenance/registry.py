@@ -271,6 +271,7 @@ class Provenance:
         new_sample_pks: Sequence[int] | npt.NDArray[Any],
         num_samples_seen: int,
         meta: Mapping[str, Any],
+        inputs: Sequence[str] = (),
     ) -> CheckpointRecord:
         """Records a checkpoint and the samples it saw that its parent chain had not.
 
@@ -289,9 +290,12 @@ class Provenance:
             new_sample_pks: pks of samples this checkpoint saw that its ancestors had not.
             num_samples_seen: samples seen in total, ancestors included.
             meta: JSON metadata (epoch, slice, metrics, ...).
+            inputs: checkpoints whose outputs this one was computed from (SISPA's shards for
+                its aggregator); every sample they saw counts as seen by this one too.
 
         Raises:
-            ProvenanceError: conflicting re-record, or unknown parent.
+            ProvenanceError: conflicting re-record, unknown parent or input, or inputs that
+                are not one level deep.
             UnknownSampleError: pks that are not registered samples.
             UnknownNameError: unknown model.
         """
@@ -308,6 +312,7 @@ class Provenance:
                 num_samples_seen=num_samples_seen,
                 meta=meta,
                 now=utcnow(),
+                inputs=inputs,
             )
         )
 

@@ -25,6 +25,7 @@ __all__ = [
     "VERSION_STATUSES",
     "Base",
     "Checkpoint",
+    "CheckpointInput",
     "CheckpointSample",
     "Component",
     "Dataset",
@@ -175,6 +176,17 @@ class CheckpointSample(Base):
 
     checkpoint_id: Mapped[str] = mapped_column(sa.ForeignKey("checkpoints.id"), primary_key=True)
     sample_pk: Mapped[int] = mapped_column(sa.ForeignKey("samples.id"), primary_key=True)
+
+
+class CheckpointInput(Base):
+    """A checkpoint computed from another checkpoint's outputs (SISPA's aggregator from its
+    shards): it inherits the input's lineage, followed one level deep."""
+
+    __tablename__ = "checkpoint_inputs"
+    __table_args__ = (sa.Index(None, "input_id"),)
+
+    checkpoint_id: Mapped[str] = mapped_column(sa.ForeignKey("checkpoints.id"), primary_key=True)
+    input_id: Mapped[str] = mapped_column(sa.ForeignKey("checkpoints.id"), primary_key=True)
 
 
 class ModelVersion(Base):

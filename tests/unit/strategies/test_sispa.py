@@ -89,8 +89,12 @@ def test_rolled_back_version_excludes_the_aggregator_and_falls_back(ws: Workspac
     assert ws.provenance.verify_version(model="m", number=rolled.number).ok
 
 
-def test_a_version_with_the_old_aggregator_fails_verification(ws: Workspace) -> None:
-    model = _train(ws)
+@pytest.mark.parametrize("mode", ["train", "heldout"])
+def test_a_version_with_the_old_aggregator_fails_verification(ws: Workspace, mode: str) -> None:
+    # In held-out mode the aggregator's own samples are never deleted: only its recorded
+    # inputs (the shard checkpoints it was fitted on) tie it to the deleted sample.
+    heldout = {"aggregator_data": "heldout", "heldout_dataset": "held"} if mode == "heldout" else {}
+    model = _train(ws, **heldout)
     stale = _active(ws)[AGGREGATOR]
     model.forget(sample_ids=["s1"])
     mixed = {**_active(ws), AGGREGATOR: stale}

@@ -308,7 +308,9 @@ class SISPA(SISA):
             },
         )
         ref = self.context.store.put(tensors=tensors, meta=meta)
-        # Its influence is every shard's training data (through its inputs) plus its own.
+        # Its influence is every shard's training data (through its inputs) plus its own:
+        # the shard checkpoints are recorded as its inputs, whose lineage it inherits, and
+        # only its own samples as its delta (not a row per training sample on every refit).
         seen = np.union1d(shard_pks, data.pks).astype(np.int64)
         record = self.context.provenance.record_checkpoint(
             model=self.context.name,
@@ -317,7 +319,8 @@ class SISPA(SISA):
             storage_url=ref.url,
             parent_id=None,
             lineage_hash=lineage,
-            new_sample_pks=seen,
+            new_sample_pks=np.unique(data.pks).astype(np.int64),
+            inputs=[str(checkpoint) for _, checkpoint in ordered],
             num_samples_seen=len(seen),
             meta={"role": AGGREGATOR, "samples": len(data.pks), "data": data.dataset},
         )
