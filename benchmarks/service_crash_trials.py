@@ -200,7 +200,13 @@ def check(engine: sa.Engine, client: Client, samples: dict[str, str]) -> dict[st
     keys = set(samples)
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(IDEMPOTENCY.c.key, REQUESTS.c.id, REQUESTS.c.state, REQUESTS.c.attempts)
+            sa.select(
+                IDEMPOTENCY.c.key,
+                REQUESTS.c.id,
+                REQUESTS.c.state,
+                REQUESTS.c.attempts,
+                REQUESTS.c.error,
+            )
             .join(REQUESTS, REQUESTS.c.id == IDEMPOTENCY.c.request_id)
             .where(IDEMPOTENCY.c.key.in_(keys))
         ).all()
@@ -228,6 +234,7 @@ def check(engine: sa.Engine, client: Client, samples: dict[str, str]) -> dict[st
         "deleted_not_once": len(twice),
         "never_deleted": len(missing),
         "max_attempts": max((r.attempts for r in rows), default=0),
+        "errors": sorted({f"{r.state}: {r.error}" for r in rows if r.state != "completed"}),
         "ok": not (lost or wrong_id or not_done or twice or missing) and len(rows) == len(keys),
     }
 
