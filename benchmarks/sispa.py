@@ -210,18 +210,18 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
 
     datasets = sorted({r["dataset"] for r in rows})
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], datasets, strict=True):
-        sub = [r for r in rows if r["dataset"] == name]
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        sub = [r for r in rows if r["dataset"] == dataset]
         s = [r["shards"] for r in sub]
         ax.plot(s, [r["acc_sisa"] for r in sub], "o-", label="SISA vote")
         for name, marker in zip(_LABELS, ("s-", "d-", "^--"), strict=True):
             label = _LABELS[name].replace("\\", "")
             ax.plot(s, [r[f"acc_{name}"] for r in sub], marker, label=label)
-        ax.set_title(name)
+        ax.set_title(dataset)
         ax.set_xlabel("shards S")
         ax.set_ylabel("test accuracy")
         ax.set_xticks(s)
-        ax.legend()
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
