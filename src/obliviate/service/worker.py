@@ -64,6 +64,7 @@ from typing import Any
 
 from obliviate.errors import ObliviateError, UnknownNameError
 from obliviate.service._util import new_id
+from obliviate.service.follow_ups import follow_ups_for
 from obliviate.service.queue import Lease, NewRequest, RequestQueue, RequestRecord
 from obliviate.strategies.base import ForgetResult, ModelFactory, ProgressEvent, Strategy
 from obliviate.workspace import Workspace
@@ -361,7 +362,7 @@ class Worker:
                 request_id=lead.id,
                 method=lead.method if lead.mode == "approximate" else None,
             )
-            follow_ups = self._follow_ups(strategy, requests)
+            follow_ups = follow_ups_for(self.workspace, strategy, requests)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the request
             _log.exception("forget failed for batch %s on %s", beat.lease.batch_id, lead.model)
             message = f"{type(exc).__name__}: {exc}"
@@ -376,59 +377,6 @@ class Worker:
             acc.complete(
                 self.queue, beat.lease, request, body, final, follow_ups.get(request.id, ())
             )
-
-    def _follow_ups(
-        self, strategy: Strategy, requests: Sequence[RequestRecord]
-    ) -> dict[str, list[NewRequest]]:
-        """Per request id, the follow-ups for other models still holding what it deleted.
-
-        Called once the forget is done, so the requests' samples are deleted in the
-        registry: a model needs a follow-up when its active version's lineage holds some of
-        them (the check ``Workspace.verify`` makes). When that version is a rolled-back one,
-        a forget of that model may be retraining right now (or crashed doing so) on a sample
-        table read before these samples were deleted, so what the version it was rolled back
-        from held counts too; at worst the follow-up is a no-op. Follow-ups get none of
-        their own.
-        """
-        parents = [r for r in requests if r.parent_id is None]
-        if not parents:
-            return {}
-        prov = self.workspace.provenance
-        dataset = strategy.context.dataset
-        holding: dict[str, set[str]] = {}
-        for record in prov.models():
-            if record.dataset != dataset or record.name == strategy.context.name:
-                continue
-            active = prov.active_version(record.name)
-            if active is None:
-                continue
-            numbers = [active.number]
-            if active.kind == "rolled_back" and active.parent_version is not None:
-                numbers.append(active.parent_version)
-            seen = {
-                sample
-                for number in numbers
-                for sample in prov.verify_version(model=record.name, number=number).deleted_seen
-            }
-            if seen:
-                holding[record.name] = seen
-        if not holding:
-            return {}
-        follow_ups: dict[str, list[NewRequest]] = {}
-        for request in parents:
-            deleted = set(
-                prov.resolve(
-                    dataset=dataset,
-                    sample_ids=list(request.sample_ids),
-                    subject_ids=list(request.subject_ids),
-                ).already_deleted_ids
-            )
-            follow_ups[request.id] = [
-                NewRequest.follow_up(request, model=name, sample_ids=sorted(seen & deleted))
-                for name, seen in sorted(holding.items())
-                if seen & deleted
-            ]
-        return follow_ups
 
 
 @dataclass(frozen=True)
