@@ -68,7 +68,7 @@ METHOD_ORDER = [
 ]
 # The step size each method's search scales (lr for iterative methods, alpha for one-shot).
 STEP_FIELD = {"fisher": "alpha", "influence": "alpha"}
-GRID = (0.3, 1.0, 3.0)
+GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
 NOISE_FLOOR = "retrain (seed 2)"
 _REFERENCES = ("retrain", "original", NOISE_FLOOR)
 SALUN_TARGET = 1.15  # SalUn's published Avg. Gap, CIFAR-10 ResNet-18, 10% random forgetting
