@@ -20,12 +20,18 @@ import numpy as np
 import numpy.typing as npt
 from torch import nn
 
-from obliviate.errors import ConfigError
+from obliviate.errors import ConfigError, DataError, NotFittedError, UnknownSampleError
 from obliviate.registry import Registry
 
 if TYPE_CHECKING:
     from obliviate.data.feature_store import FeatureStore
-    from obliviate.provenance import Provenance, SampleTable
+    from obliviate.provenance import (
+        DatasetRecord,
+        Provenance,
+        Resolution,
+        SampleTable,
+        VersionRecord,
+    )
     from obliviate.storage import CheckpointStore
     from obliviate.training.executors import Executor
 
@@ -240,6 +246,54 @@ class Strategy(ABC):
         self.context = context
         self.model_factory = model_factory
         self.progress: ProgressCallback | None = None
+
+    def _version_record(self, version: int | None = None) -> VersionRecord:
+        """The active version, or version ``version``, of this model.
+
+        Raises:
+            NotFittedError: nothing is fitted (no active version).
+        """
+        prov = self.context.provenance
+        record = (
+            prov.active_version(self.context.name)
+            if version is None
+            else prov.version(model=self.context.name, number=version)
+        )
+        if record is None:
+            raise NotFittedError(f"model {self.context.name!r} is not fitted; call fit first.")
+        return record
+
+    def _checked_features(
+        self, features: npt.ArrayLike, dataset: DatasetRecord | None = None
+    ) -> npt.NDArray[np.float32]:
+        """``features`` as float32, with the dataset's feature shape per row.
+
+        ``dataset`` is the model's dataset record when the caller has read it already.
+
+        Raises:
+            DataError: the rows have another shape.
+        """
+        if dataset is None:
+            dataset = self.context.provenance.dataset(self.context.dataset)
+        shape = tuple(dataset.feature_shape)
+        x = np.asarray(features, dtype=np.float32)
+        if tuple(x.shape[1:]) != shape:
+            raise DataError(
+                f"features must have shape (n, {', '.join(map(str, shape))}); got {x.shape}."
+            )
+        return x
+
+    def _require_known(self, resolution: Resolution) -> None:
+        """Refuses a forget naming ids or subjects the dataset never registered.
+
+        Raises:
+            UnknownSampleError: some were never registered (nothing is deleted).
+        """
+        if resolution.unknown_ids:
+            raise UnknownSampleError(
+                f"unknown ids for dataset {self.context.dataset!r}: "
+                f"{list(resolution.unknown_ids)[:5]}; nothing was deleted."
+            )
 
     def _purge_features(
         self, pks: npt.NDArray[np.int64], *, deleted: SampleTable | None = None

@@ -16,7 +16,6 @@ data order are keyed hashes of sample ids, so survivors keep their places.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -39,6 +38,7 @@ from obliviate.errors import (
 from obliviate.models import build_model, resolve_factory
 from obliviate.provenance import CheckpointRecord, SampleTable, VersionRecord
 from obliviate.storage import pack_training_state, unpack_training_state
+from obliviate.strategies._locks import model_lock
 from obliviate.strategies.base import (
     STRATEGIES,
     FitResult,
@@ -60,8 +60,6 @@ from obliviate.training import (
 __all__ = ["OnlineEnsemble", "TooFewModelsError", "member_name", "membership"]
 
 _PREDICT_BATCH = 512
-_LOCKS: dict[str, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
 
 
 class TooFewModelsError(NotFittedError):
@@ -117,9 +115,7 @@ class OnlineEnsemble(Strategy):
         super().__init__(config, context=context, model_factory=model_factory)
         self._models: dict[str, nn.Module] = {}
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="obliviate-ens")
-        key = f"{context.provenance.engine.url}:{context.name}"
-        with _LOCKS_GUARD:
-            self._lock = _LOCKS.setdefault(key, threading.Lock())
+        self._lock = model_lock(context.provenance.engine.url, context.name)
 
     # ------------------------------------------------------------------------ chunks
     def _chunks(self) -> _Chunks:
@@ -422,11 +418,7 @@ class OnlineEnsemble(Strategy):
                 sample_ids=list(sample_ids),
                 subject_ids=list(subject_ids),
             )
-            if resolution.unknown_ids:
-                raise UnknownSampleError(
-                    f"unknown ids for dataset {self.context.dataset!r}: "
-                    f"{list(resolution.unknown_ids)[:5]}; nothing was deleted."
-                )
+            self._require_known(resolution)
             new_pks = np.asarray(resolution.active_pks, dtype=np.int64)
             deletion_id = None
             if len(new_pks):
@@ -567,21 +559,9 @@ class OnlineEnsemble(Strategy):
             TooFewModelsError: fewer than ``min_valid`` members are valid (retraining).
             DataError: features have the wrong shape.
         """
-        prov = self.context.provenance
-        record = (
-            prov.active_version(self.context.name)
-            if version is None
-            else prov.version(model=self.context.name, number=version)
-        )
-        if record is None:
-            raise NotFittedError(f"model {self.context.name!r} is not fitted; call fit first.")
-        dataset = prov.dataset(self.context.dataset)
-        x = np.asarray(features, dtype=np.float32)
-        if tuple(x.shape[1:]) != tuple(dataset.feature_shape):
-            raise DataError(
-                f"features must have shape (n, {', '.join(map(str, dataset.feature_shape))}); "
-                f"got {x.shape}."
-            )
+        record = self._version_record(version)
+        dataset = self.context.provenance.dataset(self.context.dataset)
+        x = self._checked_features(features, dataset)
         valid = [(c, k) for c, k in sorted(record.components.items()) if k is not None]
         if len(valid) < self.config.min_valid:
             raise TooFewModelsError(

@@ -34,6 +34,7 @@ from obliviate.errors import (
 )
 from obliviate.models import build_model, resolve_factory
 from obliviate.provenance import CheckpointRecord, SampleTable, VersionRecord
+from obliviate.strategies._locks import model_lock
 from obliviate.strategies.base import (
     STRATEGIES,
     FitResult,
@@ -56,15 +57,6 @@ __all__ = ["SISA", "ResumeResult"]
 # Small batches keep activations in cache: on memory-bound CPUs, 512 rows per forward pass
 # predicted 3x faster than 8192 (10 MNIST CNNs x 10,000 images: 0.96 s against 3.3 s).
 _PREDICT_BATCH = 512
-_LOCKS: dict[str, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
-
-
-def _model_lock(key: str) -> threading.Lock:
-    # One forget at a time per model: a second request waits for the first to finish, so a
-    # version is never activated on top of a plan made before another deletion.
-    with _LOCKS_GUARD:
-        return _LOCKS.setdefault(key, threading.Lock())
 
 
 def component_name(shard: int) -> str:
@@ -108,7 +100,7 @@ class SISA(Strategy):
         super().__init__(config, context=context, model_factory=model_factory)
         self._models: dict[str, tuple[nn.Module, int]] = {}
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="obliviate-sisa")
-        self._lock = _model_lock(f"{context.provenance.engine.url}:{context.name}")
+        self._lock = model_lock(context.provenance.engine.url, context.name)
 
     # ----------------------------------------------------------------------------- building
     def _build(self) -> nn.Module:
@@ -328,11 +320,7 @@ class SISA(Strategy):
                 sample_ids=list(sample_ids),
                 subject_ids=list(subject_ids),
             )
-            if resolution.unknown_ids:
-                raise UnknownSampleError(
-                    f"unknown ids for dataset {self.context.dataset!r}: "
-                    f"{list(resolution.unknown_ids)[:5]}; nothing was deleted."
-                )
+            self._require_known(resolution)
             already = tuple(resolution.already_deleted_ids)
             new_pks = np.asarray(resolution.active_pks, dtype=np.int64)
             deletion_id: int | None = None
@@ -585,21 +573,9 @@ class SISA(Strategy):
             NotFittedError: nothing is fitted, or every shard is rolled back to nothing.
             DataError: features have the wrong shape.
         """
-        prov = self.context.provenance
-        record = (
-            prov.active_version(self.context.name)
-            if version is None
-            else prov.version(model=self.context.name, number=version)
-        )
-        if record is None:
-            raise NotFittedError(f"model {self.context.name!r} is not fitted; call fit first.")
-        dataset = prov.dataset(self.context.dataset)
-        x = np.asarray(features, dtype=np.float32)
-        if tuple(x.shape[1:]) != tuple(dataset.feature_shape):
-            raise DataError(
-                f"features must have shape (n, {', '.join(map(str, dataset.feature_shape))}); "
-                f"got {x.shape}."
-            )
+        record = self._version_record(version)
+        dataset = self.context.provenance.dataset(self.context.dataset)
+        x = self._checked_features(features, dataset)
         present = [(c, k) for c, k in sorted(record.components.items()) if k is not None]
         if not present:
             raise NotFittedError(

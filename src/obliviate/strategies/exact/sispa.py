@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from obliviate._hashing import derive_seed, id_hash64, sha256_hex, sha256_of_ids
-from obliviate.errors import ConfigError, DataError, NotFittedError, TrainingError
+from obliviate.errors import ConfigError, DataError, TrainingError
 from obliviate.models.embedding import EMBED_BATCH, embed
 from obliviate.provenance import CheckpointRecord, SampleTable
 from obliviate.storage import pack_training_state, unpack_training_state
@@ -352,24 +352,12 @@ class SISPA(SISA):
             NotFittedError: nothing is fitted.
             DataError: features have the wrong shape.
         """
-        prov = self.context.provenance
-        record = (
-            prov.active_version(self.context.name)
-            if version is None
-            else prov.version(model=self.context.name, number=version)
-        )
-        if record is None:
-            raise NotFittedError(f"model {self.context.name!r} is not fitted; call fit first.")
+        record = self._version_record(version)
         aggregator = record.components.get(AGGREGATOR)
         if aggregator is None:
             return super().predict(features, version=record.number)
-        dataset = prov.dataset(self.context.dataset)
-        x = np.asarray(features, dtype=np.float32)
-        if tuple(x.shape[1:]) != tuple(dataset.feature_shape):
-            raise DataError(
-                f"features must have shape (n, {', '.join(map(str, dataset.feature_shape))}); "
-                f"got {x.shape}."
-            )
+        dataset = self.context.provenance.dataset(self.context.dataset)
+        x = self._checked_features(features, dataset)
         shards = {k: v for k, v in record.components.items() if k != AGGREGATOR}
         inputs = torch.from_numpy(np.ascontiguousarray(x))
         columns = []

@@ -38,6 +38,7 @@ from obliviate.errors import (
 )
 from obliviate.models import build_model, check_model, resolve_factory
 from obliviate.provenance import CheckpointRecord, SampleTable, VersionRecord
+from obliviate.strategies._locks import model_lock
 from obliviate.strategies.base import (
     STRATEGIES,
     FitResult,
@@ -66,18 +67,11 @@ from obliviate.strategies.exact.sharding import place
 __all__ = ["S3T", "NonDeletableError", "component_name"]
 
 _PREDICT_BATCH = 512
-_LOCKS: dict[str, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
 BACKBONE = "backbone"
 
 
 class NonDeletableError(ProvenanceError):
     """Samples of a declared non-deletable dataset (pretraining or validation data)."""
-
-
-def _model_lock(key: str) -> threading.Lock:
-    with _LOCKS_GUARD:
-        return _LOCKS.setdefault(key, threading.Lock())
 
 
 def component_name(shard: int) -> str:
@@ -130,7 +124,7 @@ class S3T(Strategy):
         )
         self.trie = PrefixTrie(self.sequences)
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="obliviate-s3t")
-        self._lock = _model_lock(f"{context.provenance.engine.url}:{context.name}")
+        self._lock = model_lock(context.provenance.engine.url, context.name)
         self._serve_lock = threading.Lock()
         self._plan: Plan | None = None
         self._serving: dict[str, StageModel] = {}
@@ -524,11 +518,7 @@ class S3T(Strategy):
                 subject_ids=list(subject_ids),
             )
             self._refuse_non_deletable(list(resolution.unknown_ids))
-            if resolution.unknown_ids:
-                raise UnknownSampleError(
-                    f"unknown ids for dataset {self.context.dataset!r}: "
-                    f"{list(resolution.unknown_ids)[:5]}; nothing was deleted."
-                )
+            self._require_known(resolution)
             already = tuple(resolution.already_deleted_ids)
             new_pks = np.asarray(resolution.active_pks, dtype=np.int64)
             deletion_id: int | None = None
@@ -736,17 +726,6 @@ class S3T(Strategy):
             served_fraction=sum(b.served_slices for b in shards.values()) / max(total, 1),
         )
 
-    def _version_record(self, version: int | None) -> VersionRecord:
-        prov = self.context.provenance
-        record = (
-            prov.active_version(self.context.name)
-            if version is None
-            else prov.version(model=self.context.name, number=version)
-        )
-        if record is None:
-            raise NotFittedError(f"model {self.context.name!r} is not fitted; call fit first.")
-        return record
-
     # --------------------------------------------------------------------------- predict
     def _node(self, checkpoint_id: str) -> tuple[State, int]:
         cached = self._states.get(checkpoint_id)
@@ -800,13 +779,7 @@ class S3T(Strategy):
             DataError: features have the wrong shape.
         """
         record = self._version_record(version)
-        dataset = self.context.provenance.dataset(self.context.dataset)
-        x = np.asarray(features, dtype=np.float32)
-        if tuple(x.shape[1:]) != tuple(dataset.feature_shape):
-            raise DataError(
-                f"features must have shape (n, {', '.join(map(str, dataset.feature_shape))}); "
-                f"got {x.shape}."
-            )
+        x = self._checked_features(features)
         present = [k for _, k in sorted(record.components.items()) if k is not None]
         if not present:
             raise NotFittedError(
