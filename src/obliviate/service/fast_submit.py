@@ -21,11 +21,11 @@ route's: this layer adds no endpoint.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fastapi import HTTPException
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -105,13 +105,14 @@ class FastSubmit:
                 state, body=body, model=model, key=key, idempotency_key=idempotency_key
             )
         except ObliviateError as exc:  # e.g. shutting down: the route's error mapping
-            await _respond(send, http_status(exc), {"detail": str(exc)}, {})
-            self.handled += 1
-            return True
-        if conflict is not None:
-            await _respond(send, 422, {"detail": conflict}, {})
+            response = JSONResponse({"detail": str(exc)}, status_code=http_status(exc))
         else:
-            await _respond(send, 202, accepted.model_dump(mode="json"), extra)
+            response = (
+                JSONResponse({"detail": conflict}, status_code=422)
+                if conflict is not None
+                else JSONResponse(accepted.model_dump(mode="json"), status_code=202, headers=extra)
+            )
+        await response(scope, _no_body, send)
         self.handled += 1
         return True
 
@@ -153,15 +154,6 @@ def _replay(chunks: list[bytes], last: Message | None, receive: Receive) -> Rece
     return replayed
 
 
-async def _respond(send: Send, status: int, content: object, headers: dict[str, str]) -> None:
-    # The same bytes Starlette's JSONResponse writes for the route's answer.
-    payload = json.dumps(
-        content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
-    ).encode("utf-8")
-    raw = [
-        (b"content-length", str(len(payload)).encode("latin-1")),
-        (b"content-type", b"application/json"),
-    ]
-    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": payload})
+async def _no_body() -> Message:
+    # A response never reads the request; the body was consumed before answering.
+    return {"type": "http.disconnect"}
