@@ -8,18 +8,28 @@ MIA. Here: Fashion-MNIST (6,000 train / 1,000 test images drawn from the officia
 the CIFAR-10 subset in /work/shared/data (4,000 / 1,000), the zoo's small CNN, random
 forgetting of 10% of the training set and class-wise forgetting (class c removed from the
 test set too), on the dense model and on a 90%-sparse one from OMP (prune first, then
-unlearn). The original model and Retrain use the same recipe (SGD 0.05, cosine, E epochs);
-methods get about a tenth of Retrain's sample passes, as in the paper (10 vs 160 epochs).
+unlearn).
 
-Hyperparameters: ``--tune`` searches each method's step size on a *validation* setting (seed
-1, a different forget set, class and initialisation; Fashion-MNIST from other training
-images; CIFAR-10 with 1,000 of its training images as the test set) and writes
-results/approximate_jia_tuned.json; the reported run (seed 0) reads it and never sees its own
-numbers during tuning. Without that file the defaults below are used.
+The original model and Retrain use one recipe (SGD lr 0.02, momentum 0.9, cosine, E epochs)
+that fits the training set, as the paper's ResNet-18 does (Retrain's RA is 100 there): with
+lr 0.05 and 15 epochs two Retrains of the CIFAR-10 subset ended at RA 74% and 91%, so the
+reference itself was noise. Like the published tables, every cell is the mean over
+independent trials (a trial = its own initialisation, forget set or class, and unlearning
+seed), and Avg. Gap is taken between the means; the mean of the per-trial Avg. Gaps is
+reported next to it. The noise floor is the Avg. Gap of a second set of Retrains (other
+seeds): no method can be expected to come closer to the reference than that.
 
-    .venv/bin/python benchmarks/approximate_jia.py --tune    # ~10 minutes on 2 cores
-    .venv/bin/python benchmarks/approximate_jia.py           # ~25 minutes on 2 cores
-    .venv/bin/python benchmarks/approximate_jia.py --quick   # a smoke run
+Hyperparameters: ``--tune`` searches each iterative method's learning rate (x0.01 to x10) and
+epochs (x1, x2) on a *validation* setting (seed 1, a different forget set, class and
+initialisation; Fashion-MNIST from other training images; CIFAR-10 with 1,000 of its training
+images as the test set) and keeps, per method, the lowest validation Avg. Gap among the
+settings that ran within 9% of the validation Retrain's time (10% headroom). It writes
+results/approximate_jia_tuned.json; the reported run reads it and never sees its own numbers
+during tuning. Without that file the defaults below are used.
+
+    .venv/bin/python benchmarks/approximate_jia.py --tune --jobs 2   # ~10 minutes on 2 cores
+    .venv/bin/python benchmarks/approximate_jia.py --jobs 2          # ~20 minutes on 2 cores
+    .venv/bin/python benchmarks/approximate_jia.py --quick           # a smoke run
 
 Writes benchmarks/results/approximate_jia.{json,md,png}.
 """
@@ -68,9 +78,14 @@ METHOD_ORDER = [
 ]
 # The step size each method's search scales (lr for iterative methods, alpha for one-shot).
 STEP_FIELD = {"fisher": "alpha", "influence": "alpha"}
-GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
-NOISE_FLOOR = "retrain (seed 2)"
+LR_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+EPOCH_GRID = (1, 2)
+BUDGET = 0.10  # the target's run-time limit, as a fraction of Retrain's
+TUNING_BUDGET = 0.09  # tuning keeps 10% headroom: run times vary from run to run
+TRIAL_STRIDE = 100  # trial t runs with seed + 100 t
+NOISE_FLOOR = "retrain (other seeds)"
 _REFERENCES = ("retrain", "original", NOISE_FLOOR)
+_METRICS = ("UA", "RA", "TA", "MIA")
 SALUN_TARGET = 1.15  # SalUn's published Avg. Gap, CIFAR-10 ResNet-18, 10% random forgetting
 
 
@@ -82,31 +97,35 @@ class Scale:
     test: dict[str, int]
     epochs: int
     method_epochs: int
+    lr: float = 0.02
+    trials: int = 3
     sparsity: float = 0.9
 
 
 FULL = Scale(
     train={"fashion_mnist": 6000, "cifar10_subset": 4000},
     test={"fashion_mnist": 1000, "cifar10_subset": 1000},
-    epochs=15,
+    epochs=25,
     method_epochs=1,
 )
 REDUCED = Scale(
     train={"fashion_mnist": 3000, "cifar10_subset": 2000},
     test={"fashion_mnist": 500, "cifar10_subset": 500},
-    epochs=10,
+    epochs=15,
     method_epochs=1,
+    trials=2,
 )
 QUICK = Scale(
     train={"fashion_mnist": 600, "cifar10_subset": 400},
     test={"fashion_mnist": 200, "cifar10_subset": 200},
     epochs=2,
     method_epochs=1,
+    trials=2,
 )
 
 
 def default_configs(scale: Scale) -> dict[str, Any]:
-    """Each method's config at about a tenth of Retrain's sample passes."""
+    """Each method's config at about a twentieth of Retrain's sample passes (x2 in tuning)."""
     e = scale.method_epochs
     cfg: dict[str, Any] = {}
     for name in METHOD_ORDER:
@@ -126,6 +145,17 @@ def default_configs(scale: Scale) -> dict[str, Any]:
             kwargs["fisher"] = "batch_mean"
         cfg[name] = cls(**kwargs)
     return cfg
+
+
+def configured(config: Any, method: str, choice: dict[str, Any] | None) -> Any:
+    """``config`` with a tuned choice applied: step size x ``lr``, epochs x ``epochs``."""
+    if not choice:
+        return config
+    field = STEP_FIELD.get(method, "lr")
+    changes = {field: getattr(config, field) * choice.get("lr", 1.0)}
+    if "epochs" in type(config).__dataclass_fields__:
+        changes["epochs"] = config.epochs * int(choice.get("epochs", 1))
+    return replace(config, **changes)
 
 
 def load_setting(
@@ -206,95 +236,243 @@ def originals(
     """Dense and OMP-sparse originals from one call, and the dense training time."""
     torch.manual_seed(derive_seed(seed, "init", dataset))
     init = build_model("cnn", input_shape=train.sample_shape, num_classes=10)
-    config = PruneConfig(epochs=scale.epochs, lr=0.05, batch_size=64, rewind_epoch=1)
+    config = PruneConfig(epochs=scale.epochs, lr=scale.lr, batch_size=64, rewind_epoch=1)
     result = prune(method="omp", model=init, train=train, sparsity=scale.sparsity, config=config)
     if result.dense is None:  # pragma: no cover - OMP always trains dense
         raise RuntimeError("OMP returned no dense model")
     return result.dense, result.model, result.mask, result.seconds
 
 
-def run_methods(
+def references(
     *,
     original: nn.Module,
     mask: dict[str, torch.Tensor] | None,
     split: Split,
-    configs: dict[str, Any],
     scale: Scale,
     seed: int,
-    methods: list[str],
 ) -> list[dict[str, Any]]:
-    """Retrain first (the reference), then every method; one row each."""
-    retrain_cfg = METHODS.get("retrain").config_class(
-        lr=0.05, epochs=scale.epochs, batch_size=64, schedule="cosine"
+    """Retrain (the reference), a second Retrain with another seed, and the original."""
+    config = METHODS.get("retrain").config_class(
+        lr=scale.lr, epochs=scale.epochs, batch_size=64, schedule="cosine"
     )
+    common = {"forget": split.forget, "retain": split.retain, "mask": mask}
     rows: list[dict[str, Any]] = []
-    common = {"forget": split.forget, "retain": split.retain, "seed": seed, "mask": mask}
-    reference = METHODS.get("retrain")(retrain_cfg).unlearn(model=original, **common)
-    ref = metrics(reference.model, split)
-    rows.append({"method": "retrain", **ref, "seconds": reference.seconds, "avg_gap": 0.0})
-    # The noise floor: Retrain again with another seed. No method can be expected to come
-    # closer to the reference than a second exact retrain does.
-    again = METHODS.get("retrain")(retrain_cfg).unlearn(
-        model=original, **{**common, "seed": seed + 1000}
-    )
-    floor = {"method": NOISE_FLOOR, **metrics(again.model, split), "seconds": again.seconds}
-    floor["avg_gap"] = avg_gap(floor, ref)
-    rows.append(floor)
-    rows.append({"method": "original", **metrics(original, split), "seconds": 0.0, "avg_gap": None})
-    rows[-1]["avg_gap"] = avg_gap(rows[-1], ref)
-    for name in methods:
-        try:
-            result = METHODS.get(name)(configs[name]).unlearn(model=original, **common)
-        except ObliviateError as exc:  # e.g. a diverging step size: report, do not stop
-            nan = float("nan")
-            failed = {"UA": nan, "RA": nan, "TA": nan, "MIA": nan, "seconds": nan}
-            rows.append({"method": name, **failed, "avg_gap": float("inf"), "error": str(exc)})
-            continue
-        row = {"method": name, **metrics(result.model, split), "seconds": result.seconds}
-        row["avg_gap"] = avg_gap(row, ref)
-        rows.append(row)
-    for row in rows:
-        row["time_ratio"] = row["seconds"] / reference.seconds
+    for name, run_seed in (("retrain", seed), (NOISE_FLOOR, seed + 1000)):
+        result = METHODS.get("retrain")(config).unlearn(model=original, seed=run_seed, **common)
+        rows.append({"method": name, **metrics(result.model, split), "seconds": result.seconds})
+    rows.append({"method": "original", **metrics(original, split), "seconds": 0.0})
     return rows
 
 
-def tune_dataset(dataset: str, scale: Scale, methods: list[str]) -> dict[str, Any]:
-    """Per scenario of one dataset: the step-size multiplier with the lowest validation gap."""
+def method_row(
+    *,
+    name: str,
+    config: Any,
+    original: nn.Module,
+    mask: dict[str, torch.Tensor] | None,
+    split: Split,
+    seed: int,
+) -> dict[str, Any]:
+    """One method's metrics and time; a method that fails is reported, not fatal."""
+    try:
+        result = METHODS.get(name)(config).unlearn(
+            model=original, forget=split.forget, retain=split.retain, seed=seed, mask=mask
+        )
+    except ObliviateError as exc:  # e.g. a diverging step size
+        nan = float("nan")
+        return {"method": name, **dict.fromkeys(_METRICS, nan), "seconds": nan, "error": str(exc)}
+    return {"method": name, **metrics(result.model, split), "seconds": result.seconds}
+
+
+def with_gaps(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Adds each row's Avg. Gap to the first row (Retrain) and its time ratio to it."""
+    ref = rows[0]
+    for row in rows:
+        failed = "error" in row
+        row["avg_gap"] = float("inf") if failed else avg_gap(row, ref)
+        row["time_ratio"] = row["seconds"] / ref["seconds"]
+    return rows
+
+
+def trial_tables(
+    dataset: str,
+    scale: Scale,
+    seed: int,
+    methods: list[str],
+    choices: dict[str, dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """One trial (one seed) of every (scenario, dense/sparse) table of one dataset."""
     torch.set_num_threads(1)
     base = default_configs(scale)
-    chosen: dict[str, Any] = {}
-    train, test = load_setting(dataset, scale, validation=True)
-    dense, _, _, _ = originals(dataset, train, scale, seed=1)
+    tables: list[dict[str, Any]] = []
+    train, test = load_setting(dataset, scale, validation=False)
+    dense, sparse, mask, _ = originals(dataset, train, scale, seed)
     for scenario in ("random", "classwise"):
-        split = make_split(train, test, scenario, seed=1)
-        trials: dict[str, list[tuple[float, float]]] = {m: [] for m in methods}
-        for factor in GRID:
-            configs = {m: _scaled(base[m], m, factor) for m in methods}
-            rows = run_methods(
-                original=dense,
-                mask=None,
-                split=split,
-                configs=configs,
-                scale=scale,
-                seed=1,
-                methods=methods,
+        split = make_split(train, test, scenario, seed)
+        chosen = choices.get(f"{dataset}/{scenario}", {})
+        configs = {m: configured(base[m], m, chosen.get(m)) for m in methods}
+        for mode, model, model_mask in (("dense", dense, None), ("sparse", sparse, mask)):
+            rows = references(original=model, mask=model_mask, split=split, scale=scale, seed=seed)
+            for name in methods:
+                rows.append(
+                    method_row(
+                        name=name,
+                        config=configs[name],
+                        original=model,
+                        mask=model_mask,
+                        split=split,
+                        seed=seed,
+                    )
+                )
+            tables.append(
+                {
+                    "dataset": dataset,
+                    "scenario": scenario,
+                    "mode": mode if mode == "dense" else f"{int(100 * scale.sparsity)}% sparse",
+                    "seed": seed,
+                    "forget": len(split.forget),
+                    "retain": len(split.retain),
+                    "test": len(split.test),
+                    "forgotten_class": split.forgotten_class,
+                    "rows": with_gaps(rows),
+                    "configs": {m: configs[m].to_dict() for m in methods},
+                }
             )
-            for row in rows[3:]:
-                trials[row["method"]].append((factor, row["avg_gap"]))
-        chosen[f"{dataset}/{scenario}"] = {
-            m: min(trials[m], key=lambda t: t[1])[0] for m in methods
-        }
-        print(dataset, scenario, chosen[f"{dataset}/{scenario}"], flush=True)
+        print(f"{dataset} seed {seed} {scenario} done", flush=True)
+    return tables
+
+
+def aggregate(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (dataset, scenario, mode): means over trials and Avg. Gap between the means."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for table in trials:
+        groups.setdefault((table["dataset"], table["scenario"], table["mode"]), []).append(table)
+    tables: list[dict[str, Any]] = []
+    for (dataset, scenario, mode), group in groups.items():
+        names = [r["method"] for r in group[0]["rows"]]
+        rows = [_mean_row(name, [_row(t, name) for t in group]) for name in names]
+        ref = rows[0]
+        for row in rows:
+            ok = "error" not in row
+            row["avg_gap"] = avg_gap(row, ref) if ok else float("inf")
+            row["time_ratio"] = row["seconds"] / ref["seconds"] if ok else float("nan")
+            per_trial = [_row(t, row["method"])["avg_gap"] for t in group]
+            row["avg_gap_trials"] = float(np.mean(per_trial)) if ok else float("inf")
+            row["time_ratio_max"] = (
+                max(_row(t, row["method"])["time_ratio"] for t in group) if ok else float("nan")
+            )
+        best, in_budget = best_row(rows), best_row(rows, budget=BUDGET)
+        tables.append(
+            {
+                "dataset": dataset,
+                "scenario": scenario,
+                "mode": mode,
+                "trials": len(group),
+                "seeds": [t["seed"] for t in group],
+                "forget": [t["forget"] for t in group],
+                "forgotten_class": [t["forgotten_class"] for t in group],
+                "rows": rows,
+                "best": best,
+                "best_in_budget": in_budget,
+                "noise_floor": _named(rows, NOISE_FLOOR)["avg_gap"],
+                "target_met": in_budget["avg_gap"] <= 1.0,
+                "configs": group[0]["configs"],
+            }
+        )
+    return tables
+
+
+def _row(table: dict[str, Any], name: str) -> dict[str, Any]:
+    return _named(table["rows"], name)
+
+
+def _named(rows: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    return next(r for r in rows if r["method"] == name)
+
+
+def _mean_row(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    failed = [r for r in rows if "error" in r]
+    out: dict[str, Any] = {"method": name}
+    for key in (*_METRICS, "seconds"):
+        values = [r[key] for r in rows if "error" not in r]
+        out[key] = float(np.mean(values)) if values else float("nan")
+        out[f"{key}_std"] = float(np.std(values)) if values else float("nan")
+    if failed:
+        out["error"] = f"failed in {len(failed)} of {len(rows)} trials: {failed[0]['error']}"
+    return out
+
+
+def run_tuning_grid(
+    *,
+    dataset: str,
+    scenario: str,
+    original: nn.Module,
+    split: Split,
+    scale: Scale,
+    methods: list[str],
+) -> dict[str, Any]:
+    """Every (lr, epochs) multiplier of every method against one validation Retrain."""
+    base = default_configs(scale)
+    ref = references(original=original, mask=None, split=split, scale=scale, seed=1)[0]
+    chosen: dict[str, Any] = {}
+    for name in methods:
+        tried = []
+        for factor in LR_GRID:
+            for times in EPOCH_GRID:
+                choice = {"lr": factor, "epochs": times}
+                config = configured(base[name], name, choice)
+                row = with_gaps(
+                    [
+                        ref,
+                        method_row(
+                            name=name,
+                            config=config,
+                            original=original,
+                            mask=None,
+                            split=split,
+                            seed=1,
+                        ),
+                    ]
+                )[1]
+                tried.append({**choice, "gap": row["avg_gap"], "time_ratio": row["time_ratio"]})
+        fits = [t for t in tried if t["time_ratio"] <= TUNING_BUDGET] or tried
+        chosen[name] = min(fits, key=lambda t: t["gap"])
+        print(dataset, scenario, name, chosen[name], flush=True)
     return chosen
 
 
+def tune_dataset(dataset: str, scale: Scale, methods: list[str]) -> dict[str, Any]:
+    """Per scenario of one dataset: each method's (lr, epochs) with the lowest validation gap."""
+    torch.set_num_threads(1)
+    train, test = load_setting(dataset, scale, validation=True)
+    dense, _, _, _ = originals(dataset, train, scale, seed=1)
+    return {
+        f"{dataset}/{scenario}": run_tuning_grid(
+            dataset=dataset,
+            scenario=scenario,
+            original=dense,
+            split=make_split(train, test, scenario, seed=1),
+            scale=scale,
+            methods=methods,
+        )
+        for scenario in ("random", "classwise")
+    }
+
+
 def tune(scale: Scale, methods: list[str], jobs: int) -> dict[str, Any]:
-    """Searches the iterative methods' step sizes on the validation setting (seed 1)."""
+    """Searches the iterative methods' step sizes and epochs on the validation setting."""
     methods = [m for m in methods if m not in STEP_FIELD]  # FF and IU cost too much to search
     chosen: dict[str, Any] = {}
     for part in _map(tune_dataset, [(d, scale, methods) for d in scale.train], jobs):
         chosen.update(part)
-    return {"grid": GRID, "validation_seed": 1, "factors": chosen, "searched": methods}
+    return {
+        "lr_grid": LR_GRID,
+        "epoch_grid": EPOCH_GRID,
+        "budget": TUNING_BUDGET,
+        "validation_seed": 1,
+        "choices": chosen,
+        "searched": methods,
+    }
 
 
 def _map(fn: Any, arguments: list[tuple[Any, ...]], jobs: int) -> list[Any]:
@@ -306,21 +484,23 @@ def _map(fn: Any, arguments: list[tuple[Any, ...]], jobs: int) -> list[Any]:
         return [f.result() for f in futures]
 
 
-def _scaled(config: Any, method: str, factor: float) -> Any:
-    field = STEP_FIELD.get(method, "lr")
-    return replace(config, **{field: getattr(config, field) * factor})
-
-
 def best_row(rows: list[dict[str, Any]], *, budget: float | None = None) -> dict[str, Any]:
     """The method with the lowest Avg. Gap (within ``budget`` x Retrain's time, if given)."""
     candidates = [
         r
         for r in rows
-        if r["method"] not in _REFERENCES and (budget is None or r["time_ratio"] <= budget)
+        if r["method"] not in _REFERENCES
+        and "error" not in r
+        and (budget is None or r["time_ratio"] <= budget)
     ]
     if not candidates:
         return {"method": "none", "avg_gap": float("inf"), "time_ratio": float("nan")}
     return min(candidates, key=lambda r: r["avg_gap"])
+
+
+def _cell(row: dict[str, Any], key: str) -> str:
+    std = row.get(f"{key}_std")
+    return f"{row[key]:.2f}" if not std else f"{row[key]:.2f} ± {std:.2f}"
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -337,28 +517,40 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [
             f"## {table['dataset']}, {table['scenario']} forgetting, {table['mode']}",
             "",
-            "| method | UA | RA | TA | MIA-Efficacy | RTE (s) | RTE / Retrain | Avg. Gap |",
-            "|---|---|---|---|---|---|---|---|",
+            f"{table['trials']} trials (seeds {table['seeds']}); forget set sizes "
+            f"{table['forget']}"
+            + (
+                f"; forgotten classes {table['forgotten_class']}"
+                if table["scenario"] == "classwise"
+                else ""
+            )
+            + ". Cells: mean ± std over trials.",
+            "",
+            "| method | UA | RA | TA | MIA-Efficacy | RTE (s) | RTE / Retrain | "
+            "Avg. Gap (of means) | mean per-trial Avg. Gap |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in table["rows"]:
             if "error" in r:
-                lines.append(f"| {r['method']} | failed: {r['error'][:80]} | | | | | | |")
+                lines.append(f"| {r['method']} | {r['error'][:90]} | | | | | | | |")
                 continue
             gap = "-" if r["method"] == "retrain" else f"{r['avg_gap']:.2f}"
+            trial_gap = "-" if r["method"] == "retrain" else f"{r['avg_gap_trials']:.2f}"
             lines.append(
-                f"| {r['method']} | {r['UA']:.2f} | {r['RA']:.2f} | {r['TA']:.2f} | "
-                f"{r['MIA']:.2f} | {r['seconds']:.1f} | {r['time_ratio']:.3f} | {gap} |"
+                f"| {r['method']} | "
+                + " | ".join(_cell(r, k) for k in _METRICS)
+                + f" | {r['seconds']:.1f} | {r['time_ratio']:.3f} | {gap} | {trial_gap} |"
             )
         best = table["best"]
-        fast = table.get("best_in_budget", best)
+        fast = table["best_in_budget"]
         lines += [
             "",
             f"Best: **{best['method']}**, Avg. Gap {best['avg_gap']:.2f} at "
             f"{100 * best['time_ratio']:.1f}% of Retrain's {ret['seconds']:.1f} s. "
-            f"Best within 10% of Retrain's time: **{fast['method']}**, Avg. Gap "
-            f"{fast['avg_gap']:.2f} -> target (Avg. Gap <= 1.0 and <= 10% of Retrain's time) "
-            f"**{'met' if table['target_met'] else 'not met'}**. Noise floor (a second "
-            f"Retrain, another seed): Avg. Gap {table.get('noise_floor', float('nan')):.2f}.",
+            f"Best within {BUDGET:.0%} of Retrain's time: **{fast['method']}**, Avg. Gap "
+            f"{fast['avg_gap']:.2f} -> target (Avg. Gap <= 1.0 and <= {BUDGET:.0%} of Retrain's "
+            f"time) **{'met' if table['target_met'] else 'not met'}**. Noise floor (Retrains "
+            f"with other seeds): Avg. Gap {table['noise_floor']:.2f}.",
             "",
         ]
     lines += ["## Summary", "", report["summary"], ""]
@@ -378,74 +570,23 @@ def plot(report: dict[str, Any], path: Path) -> None:
             ax.annotate(r["method"], (100 * r["time_ratio"], r["avg_gap"]), fontsize=7)
         ax.axhline(1.0, color="green", linestyle="--", linewidth=0.8)
         ax.axhline(SALUN_TARGET, color="grey", linestyle=":", linewidth=0.8)
-        if "noise_floor" in table:
-            ax.axhline(table["noise_floor"], color="purple", linestyle="-.", linewidth=0.8)
-        ax.axvline(10.0, color="red", linestyle="--", linewidth=0.8)
+        ax.axhline(table["noise_floor"], color="purple", linestyle="-.", linewidth=0.8)
+        ax.axvline(100 * BUDGET, color="red", linestyle="--", linewidth=0.8)
+        ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_ylim(bottom=0.1)
         ax.set_title(f"{table['dataset']} {table['scenario']} {table['mode']}", fontsize=9)
         ax.set_xlabel("run time, % of Retrain", fontsize=8)
-        ax.set_ylabel("Avg. Gap", fontsize=8)
+        ax.set_ylabel("Avg. Gap (of trial means)", fontsize=8)
     for ax in list(axes.flat)[len(tables) :]:
         ax.axis("off")
     fig.suptitle(
         "Avg. Gap vs run time (green: target 1.0; grey: SalUn's 1.15; red: 10%; "
-        "purple: a second Retrain's gap, the noise floor)"
+        "purple: the noise floor, Retrains with other seeds)"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def dataset_tables(
-    dataset: str,
-    scale: Scale,
-    seed: int,
-    methods: list[str],
-    factors: dict[str, dict[str, float]],
-) -> list[dict[str, Any]]:
-    """Every (scenario, dense/sparse) table of one dataset."""
-    torch.set_num_threads(1)
-    base = default_configs(scale)
-    tables: list[dict[str, Any]] = []
-    train, test = load_setting(dataset, scale, validation=False)
-    dense, sparse, mask, _ = originals(dataset, train, scale, seed)
-    for scenario in ("random", "classwise"):
-        split = make_split(train, test, scenario, seed)
-        chosen = factors.get(f"{dataset}/{scenario}", {})
-        configs = {m: _scaled(base[m], m, chosen.get(m, 1.0)) for m in methods}
-        for mode, model, model_mask in (("dense", dense, None), ("sparse", sparse, mask)):
-            rows = run_methods(
-                original=model,
-                mask=model_mask,
-                split=split,
-                configs=configs,
-                scale=scale,
-                seed=seed,
-                methods=methods,
-            )
-            best = best_row(rows)
-            in_budget = best_row(rows, budget=0.10)
-            met = in_budget["avg_gap"] <= 1.0
-            tables.append(
-                {
-                    "dataset": dataset,
-                    "scenario": scenario,
-                    "mode": mode if mode == "dense" else f"{int(100 * scale.sparsity)}% sparse",
-                    "forget": len(split.forget),
-                    "retain": len(split.retain),
-                    "test": len(split.test),
-                    "forgotten_class": split.forgotten_class,
-                    "rows": rows,
-                    "best": best,
-                    "best_in_budget": in_budget,
-                    "noise_floor": rows[1]["avg_gap"],
-                    "target_met": met,
-                    "configs": {m: configs[m].to_dict() for m in methods},
-                }
-            )
-            print(markdown({**_empty(), "tables": [tables[-1]]}), flush=True)
-    return tables
 
 
 def main() -> None:
@@ -455,13 +596,14 @@ def main() -> None:
         "--scale",
         choices=sorted(SCALES),
         default="full",
-        help="full (the protocol above), reduced (half the data, 10 epochs), quick",
+        help="full (the protocol above), reduced (half the data, 15 epochs), quick",
     )
     parser.add_argument("--tune", action="store_true", help="search step sizes on validation")
     parser.add_argument("--datasets", nargs="+", default=["fashion_mnist", "cifar10_subset"])
     parser.add_argument("--methods", nargs="+", default=METHOD_ORDER)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--jobs", type=int, default=1, help="datasets run in parallel")
+    parser.add_argument("--trials", type=int, default=None, help="override the scale's trials")
+    parser.add_argument("--jobs", type=int, default=1, help="(dataset, trial) runs in parallel")
     parser.add_argument("--out", type=Path, default=RESULTS / "approximate_jia")
     args = parser.parse_args()
     torch.set_num_threads(1)  # one thread per process is fastest on a shared 2-core machine
@@ -472,31 +614,41 @@ def main() -> None:
         scale,
         train={d: scale.train[d] for d in args.datasets},
         test={d: scale.test[d] for d in args.datasets},
+        trials=args.trials or scale.trials,
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if args.tune:
         tuned = tune(scale, args.methods, args.jobs)
-        tuned_file.write_text(json.dumps(tuned, indent=2))
+        tuned_file.write_text(json.dumps(clean_json(tuned), indent=2))
         print(f"wrote {tuned_file} in {time.perf_counter() - started:.0f} s")
         return
-    factors: dict[str, dict[str, float]] = {}
+    choices: dict[str, dict[str, Any]] = {}
     tuning = "defaults (no tuned file)"
     if tuned_file.exists():
-        factors = json.loads(tuned_file.read_text())["factors"]
+        choices = json.loads(tuned_file.read_text())["choices"]
         tuning = (
-            f"step-size multipliers from {tuned_file.name} (searched over {list(GRID)} on the "
-            "validation setting, seed 1; never on this run); fisher and influence at defaults"
+            f"learning-rate x {list(LR_GRID)} and epochs x {list(EPOCH_GRID)} from "
+            f"{tuned_file.name}, searched on the validation setting (seed 1; never on these "
+            f"runs), lowest validation Avg. Gap within {TUNING_BUDGET:.0%} of the validation "
+            "Retrain's time; fisher and influence at defaults. Chosen: "
+            + "; ".join(
+                f"{key}: "
+                + ", ".join(f"{m} lr x{c['lr']} epochs x{c['epochs']}" for m, c in pick.items())
+                for key, pick in choices.items()
+            )
         )
-    tables: list[dict[str, Any]] = []
-    arguments = [(d, scale, args.seed, args.methods, factors) for d in args.datasets]
-    for part in _map(dataset_tables, arguments, args.jobs):
-        tables.extend(part)
+    seeds = [args.seed + TRIAL_STRIDE * t for t in range(scale.trials)]
+    arguments = [(d, scale, s, args.methods, choices) for s in seeds for d in args.datasets]
+    runs: list[dict[str, Any]] = []
+    for part in _map(trial_tables, arguments, args.jobs):
+        runs.extend(part)
+    tables = aggregate(runs)
     met = [t for t in tables if t["target_met"]]
     summary = (
         f"Target (best method's Avg. Gap <= 1.0, beating SalUn's published {SALUN_TARGET}, at "
-        f"<= 10% of Retrain's run time) met in {len(met)} of {len(tables)} tables"
+        f"<= {BUDGET:.0%} of Retrain's run time) met in {len(met)} of {len(tables)} tables"
         + (
             ": "
             + "; ".join(
@@ -507,27 +659,30 @@ def main() -> None:
             if met
             else ""
         )
-        + ". Noise floor (Avg. Gap of a second Retrain with another seed) per table: "
+        + ". Best within budget per table: "
         + ", ".join(
-            f"{t['dataset']} {t['scenario']} {t['mode']} {t['noise_floor']:.2f}" for t in tables
+            f"{t['dataset']} {t['scenario']} {t['mode']} {t['best_in_budget']['method']} "
+            f"{t['best_in_budget']['avg_gap']:.2f} (noise floor {t['noise_floor']:.2f})"
+            for t in tables
         )
         + "."
     )
     conditions = (
-        f"{_LABEL[scale_name]}Small CNN (zoo 'cnn'), original and Retrain "
-        f"trained {scale.epochs} epochs (SGD lr 0.05, momentum 0.9, wd 5e-4, cosine, batch 64); "
+        f"{_LABEL[scale_name]}Small CNN (zoo 'cnn'), original and Retrain trained "
+        f"{scale.epochs} epochs (SGD lr {scale.lr}, momentum 0.9, wd 5e-4, cosine, batch 64); "
         f"sparse = OMP at {scale.sparsity:.0%} of conv+linear weights, rewind to epoch 1; "
-        f"training sets {scale.train}, test sets {scale.test}; seed {args.seed}; one run (no "
-        f"repeats); CPU {platform.machine()}, 1 torch thread, load average "
-        f"{os.getloadavg()[0]:.1f} at the end (shared machine); total "
+        f"training sets {scale.train}, test sets {scale.test}; {scale.trials} trials (seeds "
+        f"{seeds}); CPU {platform.machine()}, 1 torch thread per process, {args.jobs} "
+        f"processes, load average {os.getloadavg()[0]:.1f} at the end (shared machine); total "
         f"{time.perf_counter() - started:.0f} s. RTE is each method's own wall-clock time; "
-        "RTE / Retrain compares with the Retrain run of the same table."
+        "RTE / Retrain compares mean times with the Retrain runs of the same trials."
     )
     report = {
         "conditions": conditions,
         "tuning": tuning,
         "quick": args.quick,
         "tables": tables,
+        "trials": runs,
         "summary": summary,
     }
     args.out.with_suffix(".json").write_text(json.dumps(clean_json(report), indent=2))
@@ -545,7 +700,7 @@ _LABEL = {
 
 
 def tuned_path(scale_name: str) -> Path:
-    """Where the tuned step sizes of a scale live (the full scale's is TUNED)."""
+    """Where the tuned choices of a scale live (the full scale's is TUNED)."""
     return (
         TUNED
         if scale_name == "full"
@@ -562,10 +717,6 @@ def clean_json(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [clean_json(v) for v in value]
     return value
-
-
-def _empty() -> dict[str, Any]:
-    return {"conditions": "", "tuning": "", "summary": ""}
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ retain set = the clean rest); Retrain trains from scratch on the clean rest. Rep
 success rate (ASR: triggered test images whose true label is not the target, classified as
 the target) and clean test accuracy, before and after, on the dense model and on the
 90%-sparse OMP model. Same recipes as benchmarks/approximate_jia.py (its tuned step sizes for
-random forgetting when results/approximate_jia_tuned.json exists).
+random forgetting when results/approximate_jia_tuned.json exists: learning rate and epochs).
 
     .venv/bin/python benchmarks/backdoor_cleanse.py            # ~8 minutes on 2 cores
     .venv/bin/python benchmarks/backdoor_cleanse.py --quick
@@ -39,8 +39,8 @@ from approximate_jia import (  # noqa: E402
     _LABEL,
     METHOD_ORDER,
     SCALES,
-    _scaled,
     clean_json,
+    configured,
     default_configs,
     load_setting,
     originals,
@@ -102,13 +102,13 @@ def main() -> None:
     forget, retain = dirty.subset(index), dirty.subset(clean_rows)
     dense, sparse, mask, _ = originals(args.dataset, dirty, scale, args.seed)
     base = default_configs(scale)
-    factors: dict[str, float] = {}
+    choices: dict[str, Any] = {}
     tuned_file = tuned_path(scale_name)
     if tuned_file.exists():
-        factors = json.loads(tuned_file.read_text())["factors"].get(f"{args.dataset}/random", {})
-    configs = {m: _scaled(base[m], m, factors.get(m, 1.0)) for m in args.methods}
+        choices = json.loads(tuned_file.read_text())["choices"].get(f"{args.dataset}/random", {})
+    configs = {m: configured(base[m], m, choices.get(m)) for m in args.methods}
     retrain_cfg = METHODS.get("retrain").config_class(
-        lr=0.05, epochs=scale.epochs, batch_size=64, schedule="cosine"
+        lr=scale.lr, epochs=scale.epochs, batch_size=64, schedule="cosine"
     )
     tables: list[dict[str, Any]] = []
     for mode, model, model_mask in (("dense", dense, None), ("90% sparse", sparse, mask)):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from obliviate.errors import ConfigError, DataError
+from obliviate.errors import ConfigError, DataError, TrainingError
 from obliviate.strategies.approximate import (
     BoundaryShrink,
     BoundaryShrinkConfig,
@@ -177,6 +177,7 @@ CONFIG_ERRORS = [
     (FineTuneConfig, "momentum", 1.0),
     (FineTuneConfig, "weight_decay", -1.0),
     (GradientAscentConfig, "lr", float("nan")),
+    (GradientAscentConfig, "max_grad_norm", 0.0),
     (RandomLabelConfig, "allow_true_label", "yes"),
     (L1SparseConfig, "gamma", -1e-4),
     (L1SparseConfig, "no_l1_epochs", 10),
@@ -192,3 +193,20 @@ CONFIG_ERRORS = [
 def test_invalid_configs_name_the_field(cls: type, field: str, value: object) -> None:
     with pytest.raises(ConfigError, match=f"{field} must"):
         cls(**{field: value})
+
+
+def test_gradient_ascent_clipping_is_on_by_default_and_can_be_turned_off() -> None:
+    # A learning rate that overflows unclipped ascent stays finite with the default clip.
+    setup = trained()
+    fast = GradientAscentConfig(lr=1e4, epochs=5)
+    assert fast.max_grad_norm == 5.0
+    result = GradientAscent(fast).unlearn(
+        model=setup.model, forget=setup.forget, retain=setup.retain
+    )
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+    unclipped = GradientAscentConfig.from_dict({**fast.to_dict(), "max_grad_norm": None})
+    assert unclipped.max_grad_norm is None
+    with pytest.raises(TrainingError, match="lower the learning rate"):
+        GradientAscent(unclipped).unlearn(
+            model=setup.model, forget=setup.forget, retain=setup.retain
+        )

@@ -123,3 +123,40 @@ def test_mask_errors_name_the_parameter() -> None:
         MaskedSGD(model=model, lr=0.1, mask={"nope": torch.ones(1)})
     with pytest.raises(ConfigError, match="has shape"):
         MaskedSGD(model=model, lr=0.1, mask={"0.weight": torch.ones(3)})
+
+
+def _step_size(max_grad_norm: float | None, mask: dict[str, torch.Tensor] | None) -> float:
+    model, data, _ = _problem()
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    optimiser = MaskedSGD(
+        model=model, lr=1.0, momentum=0.0, weight_decay=0.0, mask=mask, max_grad_norm=max_grad_norm
+    )
+    optimiser.step(functional.cross_entropy(model(data.features * 50), data.labels) * 100)
+    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    return float((after - before).norm())
+
+
+def test_max_grad_norm_bounds_each_step() -> None:
+    # lr 1, no momentum or decay: the step is the gradient, so its norm is the clipped norm.
+    assert _step_size(None, None) > 1.0
+    assert _step_size(0.25, None) == pytest.approx(0.25, rel=1e-4)
+
+
+def test_clipping_keeps_masked_entries_bitwise() -> None:
+    model, data, mask = _problem()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    masked_sgd(
+        model=model,
+        data=data,
+        epochs=3,
+        lr=0.5,
+        batch_size=8,
+        generator=torch.Generator().manual_seed(0),
+        mask=mask,
+        ascent=True,
+        max_grad_norm=0.1,
+    )
+    for n, p in model.named_parameters():
+        frozen = mask[n] == 0
+        assert torch.equal(p.detach()[frozen], before[n][frozen])
+        assert not torch.equal(p.detach()[~frozen], before[n][~frozen])

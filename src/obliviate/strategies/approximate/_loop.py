@@ -71,6 +71,9 @@ class MaskedSGD:
         momentum: SGD momentum.
         weight_decay: L2 penalty (SGD's coupled form).
         mask: parameter name -> 0/1 tensor of the same shape; 1 = trainable.
+        max_grad_norm: rescale each step's gradient (after masking) to at most this global
+            L2 norm; ``None`` leaves it alone. Gradient ascent needs it: the loss it
+            maximises is unbounded, and one large step overflows the logits.
     """
 
     def __init__(
@@ -81,8 +84,10 @@ class MaskedSGD:
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
         mask: Mapping[str, Tensor] | None = None,
+        max_grad_norm: float | None = None,
     ) -> None:
         self.model = model
+        self.max_grad_norm = max_grad_norm
         self._keep = _keep_masks(model, mask)
         self._named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self._frozen = {n: p.detach().clone() for n, p in self._named if n in self._keep}
@@ -106,6 +111,8 @@ class MaskedSGD:
             kept = self._keep.get(name)
             if kept is not None and param.grad is not None:
                 param.grad.masked_fill_(~kept, 0.0)
+        if self.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_([p for _, p in self._named], self.max_grad_norm)
         self.optimizer.step()
         with torch.no_grad():
             for name, param in self._named:
@@ -184,6 +191,7 @@ def masked_sgd(
     ascent: bool = False,
     extra_loss: ExtraLoss | None = None,
     lr_at: Callable[[int], float] | None = None,
+    max_grad_norm: float | None = None,
 ) -> int:
     """Trains ``model`` in place for ``epochs`` shuffled passes over ``data``.
 
@@ -203,6 +211,7 @@ def masked_sgd(
         ascent: maximise the loss instead (gradient ascent).
         extra_loss: ``extra_loss(model, epoch)`` -> a penalty added to the objective.
         lr_at: ``lr_at(epoch)`` -> the learning rate of that epoch.
+        max_grad_norm: clip each step's gradient to this global L2 norm (see MaskedSGD).
 
     Returns:
         Samples processed (forward + backward), summed over epochs.
@@ -211,7 +220,12 @@ def masked_sgd(
         TrainingError: the loss became NaN or infinite.
     """
     optimiser = MaskedSGD(
-        model=model, lr=lr, momentum=momentum, weight_decay=weight_decay, mask=mask
+        model=model,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        mask=mask,
+        max_grad_norm=max_grad_norm,
     )
     passes = 0
     for epoch in range(epochs):
