@@ -61,6 +61,7 @@ from obliviate.strategies.approximate.pruning import PruneConfig, prune
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -574,7 +575,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax.axvline(100 * BUDGET, color="red", linestyle="--", linewidth=0.8)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_ylim(bottom=0.1)
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+            axis.set_minor_formatter(ticker.NullFormatter())
+        ax.set_ylim(bottom=min(0.1, 0.5 * table["noise_floor"]) or 0.01)
         ax.set_title(f"{table['dataset']} {table['scenario']} {table['mode']}", fontsize=9)
         ax.set_xlabel("run time, % of Retrain", fontsize=8)
         ax.set_ylabel("Avg. Gap (of trial means)", fontsize=8)
