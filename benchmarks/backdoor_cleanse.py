@@ -11,7 +11,7 @@ the target) and clean test accuracy, before and after, on the dense model and on
 90%-sparse OMP model. Same recipes as benchmarks/approximate_jia.py (its tuned step sizes for
 random forgetting when results/approximate_jia_tuned.json exists: learning rate and epochs).
 
-    .venv/bin/python benchmarks/backdoor_cleanse.py            # ~8 minutes on 2 cores
+    .venv/bin/python benchmarks/backdoor_cleanse.py            # ~2 minutes on 2 cores
     .venv/bin/python benchmarks/backdoor_cleanse.py --quick
 
 Writes benchmarks/results/backdoor_cleanse.{json,md,png}.
