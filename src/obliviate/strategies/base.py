@@ -108,8 +108,11 @@ class ForgetResult:
         deletion_id: the provenance record of this deletion.
         forgotten_sample_ids: samples removed by this request.
         already_deleted_ids: requested samples an earlier request had removed (not re-done).
-        noop: nothing was active to forget; no model changed.
-        version_before: the version served when the request arrived.
+        noop: nothing was active to forget, so this request changed no component. (A SISA
+            forget that found an interrupted retrain finishes it first; ``version`` is then
+            the finished one, and ``version_before`` too.)
+        version_before: the version served when the request arrived, or the one an
+            interrupted retrain was finished into before this request's work.
         rolled_back_version: the exact version activated before any retraining (instant).
         version: the final retrained version (``None`` until a background retrain finishes).
         affected_components: components that held a deleted sample.

@@ -150,7 +150,9 @@ def test_resume_finishes_an_interrupted_forget_bit_for_bit(
             model.forget(sample_ids=["s4", "s40"])
         halfway = ws.provenance.active_version("m")
         assert halfway is not None and halfway.kind == "rolled_back"
-        assert model.forget(sample_ids=["s4", "s40"]).noop  # forgetting again cannot finish it
+        # An exception marks the request failed (a kill -9 would leave it rolled_back).
+        interrupted = [d for d in ws.provenance.deletions(model="m") if d.status == "failed"]
+        assert len(interrupted) == 1 and interrupted[0].rolled_back_version == halfway.number
 
         fresh = ws.model("m")  # a new instance, as a restarted process has
         assert isinstance(fresh, SISA)
@@ -165,6 +167,56 @@ def test_resume_finishes_an_interrupted_forget_bit_for_bit(
         assert final.components == expected.components
         assert ws.verify(model="m").ok
         assert model.resume() is None  # nothing left to do
+        closed = ws.provenance.deletion(interrupted[0].id)
+        assert closed.status == "completed" and closed.to_version == final.number
+
+
+def _killed_on_first_retrain(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    original = SISA._bring_up_to_date
+    calls = {"n": 0}
+
+    def killed_once(self: SISA, *args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 1:  # the forget's retrain: dies like a kill -9 after the rollback
+            raise KeyboardInterrupt("killed mid-retrain")
+        return original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SISA, "_bring_up_to_date", killed_once)
+    return calls
+
+
+@pytest.mark.parametrize("again", [["s4", "s40"], ["s4", "s40", "s63"]], ids=["same", "more"])
+def test_forget_after_a_crash_finishes_the_interrupted_retrain_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, again: list[str]
+) -> None:
+    # No resume() call: the next forget, in a restarted process, must not leave the crashed
+    # forget's shards lagging, whether it repeats the same ids (a no-op) or adds new ones.
+    with Workspace.init(tmp_path / "ws") as ws:
+        ws.register(make_blobs(n=90, subjects=9), dataset="d")
+        _train(ws)
+    shutil.copytree(tmp_path / "ws", tmp_path / "reference")
+    with Workspace.open(tmp_path / "reference") as reference:
+        clean = reference.forget(model="m", sample_ids=again)
+        expected = reference.provenance.version(model="m", number=clean.version)  # type: ignore[arg-type]
+
+    calls = _killed_on_first_retrain(monkeypatch)
+    with Workspace.open(tmp_path / "ws") as ws:
+        with pytest.raises(KeyboardInterrupt):
+            ws.model("m").forget(sample_ids=["s4", "s40"])
+        halfway = ws.provenance.active_version("m")
+        assert halfway is not None and halfway.kind == "rolled_back"
+
+        result = ws.model("m").forget(sample_ids=again)
+
+        assert calls["n"] >= 2
+        assert result.noop == (again == ["s4", "s40"])
+        final = ws.provenance.active_version("m")
+        assert final is not None and final.kind == "retrained"
+        assert result.version == final.number
+        assert final.content_hash == expected.content_hash  # as if nothing had crashed
+        assert final.components == expected.components
+        assert ws.verify(model="m").ok
+        assert all(d.status in ("completed", "noop") for d in ws.provenance.deletions(model="m"))
 
 
 def test_predict_errors(ws: Workspace) -> None:

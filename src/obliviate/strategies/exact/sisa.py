@@ -315,6 +315,10 @@ class SISA(Strategy):
             current = prov.active_version(self.context.name)
             if current is None:
                 raise NotFittedError(f"model {self.context.name!r} is not fitted; call fit first.")
+            if current.kind == "rolled_back":
+                # An earlier forget died between its rollback and its retrain. Finish that
+                # first (as resume() does), or its lagging shards would outlive this forget.
+                current = self._finish_interrupted()[0]
             resolution = prov.resolve(
                 dataset=self.context.dataset,
                 sample_ids=list(sample_ids),
@@ -415,12 +419,17 @@ class SISA(Strategy):
         """Finishes the retrain of a forget that was interrupted after its rollback.
 
         A forget activates the exact rolled-back version before it retrains; a process
-        killed in between leaves that version active. It serves no deleted sample, but its
-        rolled-back shards stop short of their schedule, and forgetting the same samples
-        again is a no-op (they are deleted already). This trains every lagging shard to the
-        plan's last slice on the active samples, as the interrupted forget would have, so
-        the new version equals the one an uninterrupted forget makes, bit for bit. It holds
-        the model's lock, so it waits for a forget running in this process to finish.
+        killed (or an exception raised) in between leaves that version active. It serves no
+        deleted sample, but its rolled-back shards stop short of their schedule. This trains
+        every lagging shard to the plan's last slice on the active samples, as the
+        interrupted forget would have, so the new version equals the one an uninterrupted
+        forget makes, bit for bit. It holds the model's lock, so it waits for a forget
+        running in this process to finish.
+
+        The interrupted deletion requests of this model (status ``rolled_back`` after a
+        kill, ``failed`` after an exception) are marked ``completed`` with the new version.
+        :meth:`forget` does all this itself before its own work when it finds a rolled-back
+        version active; call this to finish without forgetting anything new.
 
         Returns:
             What was retrained, or ``None`` when the active version is not a rolled-back
@@ -430,10 +439,26 @@ class SISA(Strategy):
             current = self.context.provenance.active_version(self.context.name)
             if current is None or current.kind != "rolled_back":
                 return None
-            version, passes, samples = self._bring_up_to_date(
-                Plan.load(self.context.model_dir), kind="retrained", affected=None
-            )
+            version, passes, samples = self._finish_interrupted()
         return ResumeResult(version=version.number, samples_retrained=samples, sample_passes=passes)
+
+    def _finish_interrupted(self) -> tuple[VersionRecord, int, int]:
+        """Retrains every lagging shard and closes the interrupted requests (lock held).
+
+        Returns:
+            The new version, its sample passes and the samples retrained.
+        """
+        prov = self.context.provenance
+        version, passes, samples = self._bring_up_to_date(
+            Plan.load(self.context.model_dir), kind="retrained", affected=None
+        )
+        for record in prov.deletions(model=self.context.name):
+            # Killed mid-retrain: still "rolled_back"; an exception there: "failed". Either
+            # way the samples are gone from this model only now.
+            stuck = record.status in ("rolled_back", "failed")
+            if stuck and record.rolled_back_version is not None:
+                prov.update_deletion(record.id, status="completed", to_version=version.number)
+        return version, passes, samples
 
     def _noop(
         self,
