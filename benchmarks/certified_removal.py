@@ -9,7 +9,7 @@ retrains itself. Every ``--check-every`` removals a from-scratch retrain on the 
 is timed right after the removal (paired, the machine is shared) and compared with the
 removed model (same noise b while no retrain has happened).
 
-    .venv/bin/python benchmarks/certified_removal.py            # ~10 minutes on 2 cores
+    .venv/bin/python benchmarks/certified_removal.py            # ~25 minutes on one core
     .venv/bin/python benchmarks/certified_removal.py --quick    # seconds
 
 Writes benchmarks/results/certified_removal.{json,md,png}.
