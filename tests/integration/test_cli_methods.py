@@ -83,3 +83,23 @@ def test_forget_with_an_unknown_method_fails_cleanly(
     assert code == 1 and "nope" in err
     code, out, _ = run(capsys, "verify", "m", "-w", workspace)
     assert code == 0
+
+
+@pytest.mark.integration
+def test_forget_names_other_models_of_the_dataset_that_still_hold_the_samples(
+    workspace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(
+        capsys, "train", "-w", workspace, "--name", "other", "--dataset", "d",
+        "--strategy", "retrain", "--epochs", "2",
+    )  # fmt: skip
+    assert code == 0, err
+    code, out, err = run(capsys, "forget", "-w", workspace, "--model", "m", "--sample", "p5")
+    assert code == 0, err
+    assert "still serve deleted samples" in out and "other (1)" in out
+    # Once the other model forgets too, nothing is left to warn about, from either side.
+    code, out, err = run(capsys, "forget", "-w", workspace, "--model", "other", "--sample", "p5")
+    assert code == 0, err
+    assert "still serve deleted samples" not in out
+    code, out, _ = run(capsys, "verify", "other", "-w", workspace)
+    assert code == 0 and "OK" in out
