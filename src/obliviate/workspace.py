@@ -323,6 +323,48 @@ class Workspace:
             method_config=method_config,
         )
 
+    def models_holding_deleted(
+        self, *, dataset: str, exclude: str | None = None, while_retraining: bool = False
+    ) -> dict[str, set[str]]:
+        """Fitted models of ``dataset`` whose active version has seen a deleted sample.
+
+        Deletion is per dataset, so after one model forgets, these still hold the samples.
+
+        Args:
+            dataset: the dataset whose models to check.
+            exclude: a model to leave out (the one that just forgot).
+            while_retraining: also count what the version a rolled-back one came from held:
+                a forget of that model may be retraining right now (or crashed doing so) on
+                a sample table read before the latest deletions.
+
+        Returns:
+            Model name -> the deleted sample ids it holds; models holding none are absent.
+
+        Raises:
+            UnknownNameError: ``dataset`` is not registered.
+        """
+        prov = self.provenance
+        prov.dataset(dataset)  # an unknown name is an error, not "no model holds anything"
+        holding: dict[str, set[str]] = {}
+        for record in prov.models():
+            if record.dataset != dataset or record.name == exclude:
+                continue
+            active = prov.active_version(record.name)
+            if active is None:
+                continue
+            numbers = [active.number]
+            if while_retraining and active.kind == "rolled_back":
+                if active.parent_version is not None:
+                    numbers.append(active.parent_version)
+            seen = {
+                sample
+                for number in numbers
+                for sample in prov.verify_version(model=record.name, number=number).deleted_seen
+            }
+            if seen:
+                holding[record.name] = seen
+        return holding
+
     def verify(self, *, model: str, version: int | None = None) -> VerifyReport:
         """Checks that no component of a model version has seen a deleted sample."""
         if version is None:

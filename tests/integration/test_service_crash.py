@@ -22,14 +22,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from obliviate import SISAConfig, TrainConfig, Workspace
-from obliviate.provenance.schema import DeletionSample
 from obliviate.service import ApiKeyStore, RequestQueue, ServiceSettings, Worker, create_app
 from obliviate.service.queue import NewRequest
 from obliviate.testing import make_blobs
+from tests.service_helpers import deletions_per_sample
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -72,15 +71,6 @@ def _settings(path: Path, **changes: object) -> ServiceSettings:
     return ServiceSettings(workspace=path, batch_window_seconds=0.0, poll_seconds=0.05).replace(
         **changes
     )
-
-
-def _deletions_per_sample(ws: Workspace) -> dict[int, int]:
-    table = DeletionSample.__table__
-    with ws.provenance.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(table.c.sample_pk, sa.func.count()).group_by(table.c.sample_pk)
-        ).all()
-    return {int(pk): int(n) for pk, n in rows}
 
 
 def _wait(condition: object, timeout: float, what: str) -> None:
@@ -141,7 +131,7 @@ def test_worker_killed_mid_retrain_is_redelivered_and_finished(
         final = ws.provenance.active_version("m")
         assert final is not None and final.kind == "retrained"
         assert expected is not None and final.content_hash == expected.content_hash
-        assert set(_deletions_per_sample(ws).values()) == {1}
+        assert set(deletions_per_sample(ws).values()) == {1}
         assert ws.verify(model="m").ok
 
 
@@ -259,6 +249,6 @@ def test_server_killed_mid_request_loses_no_acknowledged_request(
         assert sum(queue.counts().values()) == len(sent)
         Worker(ws, queue).drain(timeout=120)
         assert queue.counts()["completed"] == len(sent)
-        assert len(_deletions_per_sample(ws)) == len(set(sent.values()))
-        assert set(_deletions_per_sample(ws).values()) == {1}
+        assert len(deletions_per_sample(ws)) == len(set(sent.values()))
+        assert set(deletions_per_sample(ws).values()) == {1}
         assert ws.verify(model="m").ok

@@ -18,12 +18,12 @@ import pytest
 import sqlalchemy as sa
 
 from obliviate import SISAConfig, TrainConfig, Workspace
-from obliviate.provenance.schema import DeletionSample
 from obliviate.service import RequestQueue, ServiceSettings, Worker
 from obliviate.service.queue import NewRequest, RequestRecord
 from obliviate.service.tables import REQUESTS
 from obliviate.service.worker import BatchOutcome
 from obliviate.testing import make_blobs
+from tests.service_helpers import deletions_per_sample
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow]
 
@@ -51,15 +51,6 @@ def _rows(ws: Workspace) -> list[RequestRecord]:
         return [RequestRecord.from_row(r) for r in conn.execute(sa.select(REQUESTS)).mappings()]
 
 
-def _deletions_per_sample(ws: Workspace) -> dict[int, int]:
-    table = DeletionSample.__table__
-    with ws.provenance.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(table.c.sample_pk, sa.func.count()).group_by(table.c.sample_pk)
-        ).all()
-    return {int(pk): int(n) for pk, n in rows}
-
-
 def _check_exactly_once(ws: Workspace, parents: list[str], models: tuple[str, ...]) -> None:
     """Every request completed at its first attempt; one follow-up per parent and model."""
     rows = _rows(ws)
@@ -75,7 +66,7 @@ def _check_exactly_once(ws: Workspace, parents: list[str], models: tuple[str, ..
         assert child.model != parent.model and child.id in parent.follow_up_ids
         assert child.follow_up_ids == ()
     deleted = ws.provenance.samples(dataset="d", status="deleted")
-    per_sample = _deletions_per_sample(ws)
+    per_sample = deletions_per_sample(ws)
     assert set(per_sample) == set(deleted.pk.tolist()) and set(per_sample.values()) == {1}
     for name in models:
         assert ws.verify(model=name).ok, name

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from obliviate import SISAConfig, TrainConfig, Workspace
-from obliviate.errors import ConfigError, DataError, WorkspaceError
+from obliviate.errors import ConfigError, DataError, UnknownNameError, WorkspaceError
 from obliviate.testing import make_blobs
 
 
@@ -90,3 +90,21 @@ def test_reopened_model_continues_exactly(tmp_path: Path) -> None:
         fresh = ws.provenance.active_version("m")
     assert reopened is not None and fresh is not None
     assert reopened.components == fresh.components
+
+
+def test_models_holding_deleted_lists_the_other_models_that_still_hold_them(
+    tmp_path: Path,
+) -> None:
+    with Workspace.init(tmp_path / "ws") as ws:
+        ws.register(make_blobs(n=40), dataset="d")
+        config = SISAConfig(
+            shards=2, model_options={"hidden": (4,)}, train=TrainConfig(epochs=1, batch_size=8)
+        )
+        for name in ("a", "b"):
+            ws.train(name=name, dataset="d", config=config)
+        assert ws.models_holding_deleted(dataset="d") == {}
+        ws.forget(model="a", sample_ids=["s3"])
+        assert ws.models_holding_deleted(dataset="d") == {"b": {"s3"}}
+        assert ws.models_holding_deleted(dataset="d", exclude="b") == {}
+        with pytest.raises(UnknownNameError, match="nope"):
+            ws.models_holding_deleted(dataset="nope")

@@ -26,7 +26,6 @@ from obliviate.training import TrainConfig
 
 if TYPE_CHECKING:
     from obliviate.strategies.base import ForgetResult
-    from obliviate.workspace import Workspace
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -140,31 +139,18 @@ def forget(
                 sample_ids=sample_ids, subject_ids=subject or [], reason=reason, method=method
             )
         receipt = ws.auditor.receipt_path(result.request_id) if result.receipt else None
-        others = _others_holding_deleted(ws, model)
+        others = ws.models_holding_deleted(
+            dataset=ws.provenance.model(model).dataset, exclude=model
+        )
     _report_forget(model, result, receipt)
     if others:
-        held = ", ".join(f"{name} ({count})" for name, count in sorted(others.items()))
+        held = ", ".join(f"{name} ({len(ids)})" for name, ids in sorted(others.items()))
         console.print(
             f"[yellow]Other models of this dataset still serve deleted samples:[/yellow] {held}. "
             "Deletion is per dataset: forget them there too (`obliviate verify <model>` lists "
             "them; the service does this itself).",
             soft_wrap=True,
         )
-
-
-def _others_holding_deleted(ws: Workspace, model: str) -> dict[str, int]:
-    """Other fitted models of ``model``'s dataset whose served version saw a deleted sample."""
-    dataset = ws.provenance.model(model).dataset
-    held: dict[str, int] = {}
-    for record in ws.provenance.models():
-        if record.dataset != dataset or record.name == model:
-            continue
-        if ws.provenance.active_version(record.name) is None:
-            continue
-        report = ws.verify(model=record.name)
-        if report.deleted_seen:
-            held[record.name] = len(report.deleted_seen)
-    return held
 
 
 def _report_forget(model: str, result: ForgetResult, receipt: Path | None) -> None:

@@ -24,34 +24,19 @@ def follow_ups_for(
 
     Called once the forget is done, so the requests' samples are deleted in the
     registry: a model needs a follow-up when its active version's lineage holds some of
-    them (the check ``Workspace.verify`` makes). When that version is a rolled-back one,
-    a forget of that model may be retraining right now (or crashed doing so) on a sample
-    table read before these samples were deleted, so what the version it was rolled back
-    from held counts too; at worst the follow-up is a no-op. Follow-ups get none of
-    their own.
+    them (``Workspace.models_holding_deleted``). When that version is a rolled-back one, a
+    forget of that model may be retraining right now on a sample table read before these
+    samples were deleted, so what the version it was rolled back from held counts too; at
+    worst the follow-up is a no-op. Follow-ups get none of their own.
     """
     parents = [r for r in requests if r.parent_id is None]
     if not parents:
         return {}
     prov = workspace.provenance
     dataset = strategy.context.dataset
-    holding: dict[str, set[str]] = {}
-    for record in prov.models():
-        if record.dataset != dataset or record.name == strategy.context.name:
-            continue
-        active = prov.active_version(record.name)
-        if active is None:
-            continue
-        numbers = [active.number]
-        if active.kind == "rolled_back" and active.parent_version is not None:
-            numbers.append(active.parent_version)
-        seen = {
-            sample
-            for number in numbers
-            for sample in prov.verify_version(model=record.name, number=number).deleted_seen
-        }
-        if seen:
-            holding[record.name] = seen
+    holding = workspace.models_holding_deleted(
+        dataset=dataset, exclude=strategy.context.name, while_retraining=True
+    )
     if not holding:
         return {}
     follow_ups: dict[str, list[NewRequest]] = {}

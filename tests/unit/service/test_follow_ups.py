@@ -10,17 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from obliviate import SISAConfig, TrainConfig, Workspace
 from obliviate.errors import ConfigError
-from obliviate.provenance.schema import DeletionSample
 from obliviate.service import ApiKeyStore, create_app
 from obliviate.service.queue import NewRequest, RequestQueue, RequestRecord
 from obliviate.service.settings import ServiceSettings
 from obliviate.service.worker import Worker
 from obliviate.strategies.exact.plan import Plan
+from tests.service_helpers import deletions_per_sample
 from tests.unit.service.conftest import FakeClock, new_request
 
 B_CONFIG = SISAConfig(
@@ -68,15 +67,6 @@ def _active(ws: Workspace, model: str) -> int:
     return version.number
 
 
-def _deletions_per_sample(ws: Workspace) -> dict[int, int]:
-    table = DeletionSample.__table__
-    with ws.provenance.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(table.c.sample_pk, sa.func.count()).group_by(table.c.sample_pk)
-        ).all()
-    return {int(pk): int(n) for pk, n in rows}
-
-
 def _children(queue: RequestQueue, parent: str) -> dict[str, RequestRecord]:
     return {r.model: r for r in queue.follow_ups(parent)}
 
@@ -108,7 +98,7 @@ def test_a_request_for_one_model_makes_every_model_that_holds_the_samples_forget
         kept = shared.provenance.influence_sample_ids(model=name, number=_active(shared, name))
         assert not {"s1", "s2"} & set(kept)
     assert _active(shared, "c") == before["c"] and shared.verify(model="c").ok
-    assert set(_deletions_per_sample(shared).values()) == {1}  # one registry deletion each
+    assert set(deletions_per_sample(shared).values()) == {1}  # one registry deletion each
     assert queue.counts()["completed"] == 2 and len(queue.recent()) == 2
 
 
@@ -243,7 +233,7 @@ def test_a_redelivered_request_enqueues_its_follow_ups_once(
     assert parent.follow_up_ids == (child.id,) and child.model == "b"
     assert child.state == "completed" and child.attempts == 1
     assert shared.verify(model="m").ok and shared.verify(model="b").ok
-    assert set(_deletions_per_sample(shared).values()) == {1}
+    assert set(deletions_per_sample(shared).values()) == {1}
     assert queue.counts() == {"queued": 0, "running": 0, "completed": 2, "denied": 0, "dead": 0}
 
 

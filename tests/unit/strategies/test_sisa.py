@@ -17,6 +17,7 @@ from obliviate.errors import (
     UnknownNameError,
     UnknownSampleError,
 )
+from obliviate.provenance import VersionRecord
 from obliviate.strategies import Guarantee, RetrainConfig
 from obliviate.strategies.exact.aggregation import aggregate
 from obliviate.strategies.exact.sharding import place
@@ -122,27 +123,37 @@ def test_every_model_on_the_dataset_forgets_a_deletion(ws: Workspace) -> None:
     assert ws.verify(model="b").ok
 
 
-def test_resume_finishes_an_interrupted_forget_bit_for_bit(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _uninterrupted_forget(tmp_path: Path, sample_ids: list[str]) -> VersionRecord:
+    """Trains model "m" in tmp_path/ws; returns the version a clean forget of a copy makes."""
     with Workspace.init(tmp_path / "ws") as ws:
         ws.register(make_blobs(n=90, subjects=9), dataset="d")
         _train(ws)
     shutil.copytree(tmp_path / "ws", tmp_path / "reference")
     with Workspace.open(tmp_path / "reference") as reference:
-        clean = reference.forget(model="m", sample_ids=["s4", "s40"])
-        expected = reference.provenance.version(model="m", number=clean.version)  # type: ignore[arg-type]
+        clean = reference.forget(model="m", sample_ids=sample_ids)
+        return reference.provenance.version(model="m", number=clean.version)  # type: ignore[arg-type]
 
+
+def _killed_on_first_retrain(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """The first retrain dies like a kill -9 after the rollback; counts the calls."""
     original = SISA._bring_up_to_date
     calls = {"n": 0}
 
     def killed_once(self: SISA, *args: object, **kwargs: object) -> object:
         calls["n"] += 1
-        if calls["n"] == 1:  # the forget's retrain: dies like a kill -9 after the rollback
+        if calls["n"] == 1:
             raise KeyboardInterrupt("killed mid-retrain")
         return original(self, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(SISA, "_bring_up_to_date", killed_once)
+    return calls
+
+
+def test_resume_finishes_an_interrupted_forget_bit_for_bit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = _uninterrupted_forget(tmp_path, ["s4", "s40"])
+    calls = _killed_on_first_retrain(monkeypatch)
     with Workspace.open(tmp_path / "ws") as ws:
         model = ws.model("m")
         assert isinstance(model, SISA) and model.resume() is None  # nothing interrupted yet
@@ -171,34 +182,13 @@ def test_resume_finishes_an_interrupted_forget_bit_for_bit(
         assert closed.status == "completed" and closed.to_version == final.number
 
 
-def _killed_on_first_retrain(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    original = SISA._bring_up_to_date
-    calls = {"n": 0}
-
-    def killed_once(self: SISA, *args: object, **kwargs: object) -> object:
-        calls["n"] += 1
-        if calls["n"] == 1:  # the forget's retrain: dies like a kill -9 after the rollback
-            raise KeyboardInterrupt("killed mid-retrain")
-        return original(self, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(SISA, "_bring_up_to_date", killed_once)
-    return calls
-
-
 @pytest.mark.parametrize("again", [["s4", "s40"], ["s4", "s40", "s63"]], ids=["same", "more"])
 def test_forget_after_a_crash_finishes_the_interrupted_retrain_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, again: list[str]
 ) -> None:
     # No resume() call: the next forget, in a restarted process, must not leave the crashed
     # forget's shards lagging, whether it repeats the same ids (a no-op) or adds new ones.
-    with Workspace.init(tmp_path / "ws") as ws:
-        ws.register(make_blobs(n=90, subjects=9), dataset="d")
-        _train(ws)
-    shutil.copytree(tmp_path / "ws", tmp_path / "reference")
-    with Workspace.open(tmp_path / "reference") as reference:
-        clean = reference.forget(model="m", sample_ids=again)
-        expected = reference.provenance.version(model="m", number=clean.version)  # type: ignore[arg-type]
-
+    expected = _uninterrupted_forget(tmp_path, again)
     calls = _killed_on_first_retrain(monkeypatch)
     with Workspace.open(tmp_path / "ws") as ws:
         with pytest.raises(KeyboardInterrupt):

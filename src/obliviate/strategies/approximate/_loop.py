@@ -90,9 +90,10 @@ class MaskedSGD:
         self.max_grad_norm = max_grad_norm
         self._keep = _keep_masks(model, mask)
         self._named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self._params = [p for _, p in self._named]
         self._frozen = {n: p.detach().clone() for n, p in self._named if n in self._keep}
         self.optimizer = torch.optim.SGD(
-            [p for _, p in self._named], lr=lr, momentum=momentum, weight_decay=weight_decay
+            self._params, lr=lr, momentum=momentum, weight_decay=weight_decay
         )
         self.steps = 0
 
@@ -104,7 +105,7 @@ class MaskedSGD:
     def step(self, objective: Tensor) -> None:
         """One optimiser step on ``objective`` with the mask held as a hard constraint."""
         self.optimizer.zero_grad(set_to_none=True)
-        grads = torch.autograd.grad(objective, [p for _, p in self._named], allow_unused=True)
+        grads = torch.autograd.grad(objective, self._params, allow_unused=True)
         for (_, param), grad in zip(self._named, grads, strict=True):
             param.grad = grad
         for name, param in self._named:
@@ -112,7 +113,7 @@ class MaskedSGD:
             if kept is not None and param.grad is not None:
                 param.grad.masked_fill_(~kept, 0.0)
         if self.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_([p for _, p in self._named], self.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(self._params, self.max_grad_norm)
         self.optimizer.step()
         with torch.no_grad():
             for name, param in self._named:
