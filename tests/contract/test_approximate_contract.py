@@ -48,6 +48,7 @@ def test_every_method_family_is_registered() -> None:
         "l1_sparse",
         "salun",
         "boundary_shrink",
+        "eu_k",
     }
     assert expected <= set(NAMES)
 

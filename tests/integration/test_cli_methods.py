@@ -50,20 +50,21 @@ def test_methods_lists_every_strategy_and_method_with_its_guarantee(
 ) -> None:
     code, out, _ = run(capsys, "methods")
     assert code == 0
-    for name in ("sisa", "retrain", "finetune", "gradient_ascent", "salun", "influence"):
+    for name in ("sisa", "retrain", "finetune", "gradient_ascent", "salun", "influence", "eu_k"):
         assert name in out
     assert "exact" in out and "approximate" in out
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("method", ["finetune", "eu_k"])
 def test_forget_with_a_method_is_labelled_approximate_and_verify_says_so(
-    workspace: str, capsys: pytest.CaptureFixture[str]
+    workspace: str, capsys: pytest.CaptureFixture[str], method: str
 ) -> None:
     code, out, err = run(
-        capsys, "forget", "-w", workspace, "--model", "m", "--sample", "p3", "--method", "finetune"
+        capsys, "forget", "-w", workspace, "--model", "m", "--sample", "p3", "--method", method
     )
     assert code == 0, err
-    assert "approximate: finetune" in out
+    assert f"approximate: {method}" in out
     code, out, _ = run(capsys, "verify", "m", "-w", workspace)
     assert code == 2 and "forgotten approximately" in out
     # An exact forget afterwards removes the approximately forgotten sample for good.

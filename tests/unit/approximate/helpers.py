@@ -18,6 +18,7 @@ from torch import nn
 from obliviate.models import build_model
 from obliviate.strategies.approximate import (
     BoundaryShrinkConfig,
+    EUkConfig,
     FineTuneConfig,
     FisherForgettingConfig,
     GradientAscentConfig,
@@ -45,6 +46,7 @@ FAST: dict[str, Any] = {
     "l1_sparse": L1SparseConfig(epochs=2),
     "salun": SalUnConfig(epochs=2),
     "boundary_shrink": BoundaryShrinkConfig(epochs=2),
+    "eu_k": EUkConfig(epochs=2),
 }
 
 

@@ -160,3 +160,40 @@ def test_clipping_keeps_masked_entries_bitwise() -> None:
         frozen = mask[n] == 0
         assert torch.equal(p.detach()[frozen], before[n][frozen])
         assert not torch.equal(p.detach()[~frozen], before[n][~frozen])
+
+
+def test_lr_at_step_sets_the_rate_before_every_step_across_epochs() -> None:
+    data = LabelledData(features=torch.randn(10, 4), labels=torch.arange(10) % 2)
+    model = nn.Linear(4, 2)
+    seen: list[int] = []
+
+    def schedule(step: int) -> float:
+        seen.append(step)
+        return 0.0 if step >= 3 else 0.1
+
+    generator = torch.Generator().manual_seed(0)
+    masked_sgd(
+        model=model,
+        data=data,
+        epochs=2,
+        lr=5.0,
+        batch_size=4,
+        generator=generator,
+        momentum=0.0,
+        weight_decay=0.0,
+        lr_at_step=schedule,
+    )
+    assert seen == [0, 1, 2, 3, 4, 5]  # 3 steps per epoch, counted over both epochs
+    frozen = [p.detach().clone() for p in model.parameters()]
+    masked_sgd(
+        model=model,
+        data=data,
+        epochs=1,
+        lr=5.0,
+        batch_size=4,
+        generator=generator,
+        momentum=0.0,
+        weight_decay=0.0,
+        lr_at_step=lambda step: 0.0,
+    )
+    assert all(torch.equal(a, b) for a, b in zip(frozen, model.parameters(), strict=True))

@@ -18,6 +18,7 @@ from obliviate.strategies.approximate.certified import (
     CertifiedRemovalConfig,
     RemovalResult,
 )
+from obliviate.strategies.approximate.eu_k import EUk, EUkConfig
 from obliviate.strategies.approximate.finetune import FineTune, FineTuneConfig
 from obliviate.strategies.approximate.fisher import FisherForgetting, FisherForgettingConfig
 from obliviate.strategies.approximate.gradient_ascent import (
@@ -47,6 +48,8 @@ __all__ = [
     "BoundaryShrinkConfig",
     "CertifiedLinearModel",
     "CertifiedRemovalConfig",
+    "EUk",
+    "EUkConfig",
     "FineTune",
     "FineTuneConfig",
     "FisherForgetting",

@@ -137,8 +137,12 @@ class MaskedSGD:
         targets: Targets | None = None,
         ascent: bool = False,
         extra_loss: ExtraLoss | None = None,
+        lr_at_step: Callable[[int], float] | None = None,
     ) -> int:
         """One shuffled pass over ``data``; returns the samples processed.
+
+        ``lr_at_step(step)`` sets the learning rate before each step (``step`` counts this
+        optimiser's steps from 0), for schedules finer than an epoch.
 
         Raises:
             TrainingError: the loss became NaN or infinite.
@@ -166,6 +170,8 @@ class MaskedSGD:
             objective = -loss if ascent else loss
             if extra_loss is not None:
                 objective = objective + extra_loss(self.model, epoch)
+            if lr_at_step is not None:
+                self.set_lr(lr_at_step(self.steps))
             self.step(objective)
         return n
 
@@ -193,6 +199,7 @@ def masked_sgd(
     extra_loss: ExtraLoss | None = None,
     lr_at: Callable[[int], float] | None = None,
     max_grad_norm: float | None = None,
+    lr_at_step: Callable[[int], float] | None = None,
 ) -> int:
     """Trains ``model`` in place for ``epochs`` shuffled passes over ``data``.
 
@@ -212,6 +219,8 @@ def masked_sgd(
         ascent: maximise the loss instead (gradient ascent).
         extra_loss: ``extra_loss(model, epoch)`` -> a penalty added to the objective.
         lr_at: ``lr_at(epoch)`` -> the learning rate of that epoch.
+        lr_at_step: ``lr_at_step(step)`` -> the learning rate of that step (overrides
+            ``lr_at``; steps count from 0 over all epochs).
         max_grad_norm: clip each step's gradient to this global L2 norm (see MaskedSGD).
 
     Returns:
@@ -241,5 +250,6 @@ def masked_sgd(
             targets=targets,
             ascent=ascent,
             extra_loss=extra_loss,
+            lr_at_step=lr_at_step,
         )
     return passes

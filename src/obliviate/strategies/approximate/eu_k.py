@@ -1,0 +1,229 @@
+"""EU-k: re-initialise the last k layers and train them from scratch on the retain set.
+
+Paper: Goel et al. (2022), "Towards Adversarial Evaluation of Machine Unlearning"
+(arXiv:2201.06640), the EU-k / CF-k baselines; also a baseline of Kurmanji et al. (2023),
+"Towards Unbounded Machine Unlearning" (SCRUB), NeurIPS, and of the OPTML-Group benchmarks.
+
+Why it forgets memorised samples where fine-tuning does not: a small network memorises its
+training samples mostly in its last, wide layers. Training those layers again from a fresh
+initialisation, on the retain set only, removes what they stored about the forget set; the
+frozen body is run once, so every epoch costs only the head's arithmetic.
+
+What it is not: exact. The body (every layer before the head) was trained on the forget set
+and is kept as it is, so whatever it encodes about those samples survives. The name
+("exact unlearning of the last k layers") is the paper's; the guarantee here is approximate
+like every method of this family.
+
+Our implementation:
+
+1. The model must be an ``nn.Sequential``; the head is everything from its k-th last weight
+   layer (``Linear`` or convolution) onward, and every head module with
+   parameters is re-initialised (from the seeded global RNG); a head parameter whose module
+   has no ``reset_parameters`` is an error, as in Retrain.
+2. The body's output on the retain set is computed once, in eval mode.
+3. When the head starts with a ``Linear`` layer on flat features (``standardise=True``), they are
+   standardised per dimension over the retain set, which lets SGD fit the head in a few
+   epochs; afterwards the standardisation is folded into that layer exactly
+   (W' = W / s, b' = b - W' mu), so the returned model has the original architecture. A
+   pruned (masked) entry of that bias keeps the features uncentred, since centring would
+   move it.
+4. The head trains with SGD (momentum, weight decay) under a per-step cosine schedule from
+   ``lr`` to zero; a pruning mask is re-applied after re-initialisation and held.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from obliviate.errors import ConfigError
+from obliviate.strategies.approximate._config import (
+    MethodConfig,
+    check_positive_int,
+    sgd_problems,
+)
+from obliviate.strategies.approximate._loop import enforce_mask, masked_sgd
+from obliviate.strategies.approximate.base import METHODS, UnlearningMethod
+from obliviate.strategies.approximate.data import LabelledData, LossFn
+from obliviate.strategies.approximate.retrain import reinitialise
+
+__all__ = ["EUk", "EUkConfig", "fold_standardisation", "split_head"]
+
+_FEATURE_BATCH = 1024
+_STD_FLOOR = 1e-3  # a near-constant feature is scaled by at most 1/_STD_FLOOR
+
+
+@dataclass(frozen=True)
+class EUkConfig(MethodConfig):
+    """Configuration of :class:`EUk`.
+
+    Args:
+        layers: k, the number of trailing weight layers (Linear or convolution) to
+            re-initialise and train; the layers between them (norms, activations) go with
+            them. The paper varies k; 2 is the zoo MLP/CNN's fully connected head.
+        lr: peak learning rate of the cosine schedule.
+        epochs: passes over the retain set's cached features.
+        batch_size: samples per step.
+        momentum: SGD momentum.
+        weight_decay: SGD L2 penalty.
+        standardise: standardise the head's input features during training (folded back
+            into the first layer afterwards); only a head that starts with ``Linear``.
+    """
+
+    kind: ClassVar[str] = "eu_k_config"
+
+    layers: int = 2
+    lr: float = 0.05
+    epochs: int = 10
+    batch_size: int = 128
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    standardise: bool = True
+
+    def _problems(self) -> list[str]:
+        problems = sgd_problems(self)
+        check_positive_int(problems, "layers", self.layers)
+        if not isinstance(self.standardise, bool):
+            problems.append(f"standardise must be a bool; got {self.standardise!r}")
+        return problems
+
+
+def split_head(model: nn.Module, layers: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """Splits ``model`` into (body, head) before its ``layers``-th last weight layer.
+
+    The two parts share the model's modules (no copies): training the head trains the model.
+
+    Raises:
+        ConfigError: the model is not an ``nn.Sequential`` or has fewer weight layers.
+    """
+    if not isinstance(model, nn.Sequential):
+        raise ConfigError(
+            f"eu_k needs an nn.Sequential model, to split it into a frozen body and a head of "
+            f"its last layers; got {type(model).__name__}."
+        )
+    children = list(model)
+    weighted = [
+        i for i, m in enumerate(children) if isinstance(m, nn.Linear | nn.modules.conv._ConvNd)
+    ]
+    if layers > len(weighted):
+        raise ConfigError(
+            f"eu_k: layers={layers} but the model has only {len(weighted)} weight layers "
+            "(Linear or convolution) at its top level."
+        )
+    cut = weighted[-layers]
+    return nn.Sequential(*children[:cut]), nn.Sequential(*children[cut:])
+
+
+def _head_mask(
+    model: nn.Module, head: nn.Module, mask: Mapping[str, Tensor] | None
+) -> dict[str, Tensor]:
+    """The model's mask entries for the head's parameters, under the head's own names."""
+    if not mask:
+        return {}
+    name_of = {id(p): n for n, p in model.named_parameters()}
+    out: dict[str, Tensor] = {}
+    for local, param in head.named_parameters():
+        name = name_of[id(param)]
+        if name in mask:
+            out[local] = mask[name]
+    return out
+
+
+@torch.no_grad()
+def _features(body: nn.Module, data: LabelledData, device: torch.device) -> Tensor:
+    """The body's outputs on ``data`` in eval mode, batch by batch."""
+    body.eval()
+    parts = [
+        body(data.features[start : start + _FEATURE_BATCH].to(device))
+        for start in range(0, len(data), _FEATURE_BATCH)
+    ]
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def fold_standardisation(layer: nn.Linear, *, shift: Tensor, scale: Tensor) -> None:
+    """Makes ``layer(x)`` compute what it computed on ``(x - shift) / scale``, in place.
+
+    W' = W / scale and b' = b - W' shift; zero weights stay exactly zero. A layer without a
+    bias needs ``shift`` to be zero.
+
+    Raises:
+        ConfigError: ``shift`` is not zero and the layer has no bias.
+    """
+    weight = layer.weight / scale
+    if layer.bias is None:
+        if bool(shift.any()):
+            raise ConfigError("cannot fold a non-zero shift into a Linear layer without bias.")
+    else:
+        layer.bias.sub_(weight @ shift)
+    layer.weight.copy_(weight)
+
+
+@METHODS.register("eu_k")
+class EUk(UnlearningMethod):
+    """Re-initialises and retrains the last k layers; see the module docstring."""
+
+    name: ClassVar[str] = "eu_k"
+    paper: ClassVar[str] = "Goel et al., arXiv:2201.06640 (2022) (EU-k)"
+    config_class: ClassVar[type[EUkConfig]] = EUkConfig
+    config: EUkConfig
+
+    def _unlearn(
+        self,
+        *,
+        model: nn.Module,
+        forget: LabelledData,
+        retain: LabelledData,
+        num_classes: int,
+        loss_fn: LossFn,
+        generator: torch.Generator,
+        mask: Mapping[str, Tensor] | None,
+    ) -> tuple[int, dict[str, float]]:
+        c = self.config
+        body, head = split_head(model, c.layers)
+        device = next(model.parameters()).device
+        features = _features(body, retain, device)
+        reinitialise(head)
+        head_mask = _head_mask(model, head, mask)
+        enforce_mask(head, head_mask)
+        first = head[0]
+        shift = scale = None
+        if c.standardise and isinstance(first, nn.Linear) and features.dim() == 2:
+            scale = features.std(dim=0).clamp_min(_STD_FLOOR)
+            bias_mask = head_mask.get("0.bias")
+            centred = first.bias is not None and (bias_mask is None or bool(bias_mask.all()))
+            shift = features.mean(dim=0) if centred else torch.zeros_like(scale)
+            features = (features - shift) / scale
+        elif c.standardise:
+            self.note(
+                "features not standardised: the head does not start with a Linear layer on "
+                f"flat features ({type(first).__name__}, input shape {tuple(features.shape[1:])})"
+            )
+        cached = LabelledData(features=features.detach(), labels=retain.labels.to(device))
+        steps = c.epochs * math.ceil(len(cached) / c.batch_size)
+        passes = masked_sgd(
+            model=head,
+            data=cached,
+            epochs=c.epochs,
+            lr=c.lr,
+            batch_size=c.batch_size,
+            generator=generator,
+            momentum=c.momentum,
+            weight_decay=c.weight_decay,
+            loss_fn=loss_fn,
+            mask=head_mask,
+            lr_at_step=lambda step: c.lr * 0.5 * (1 + math.cos(math.pi * step / steps)),
+        )
+        if scale is not None and shift is not None and isinstance(first, nn.Linear):
+            fold_standardisation(first, shift=shift, scale=scale)
+        return passes, {
+            "layers_reinitialised": float(c.layers),
+            "head_parameters": float(sum(p.numel() for p in head.parameters())),
+            "feature_dim": float(features[0].numel()),
+            "standardised": float(scale is not None),
+        }

@@ -1,0 +1,147 @@
+"""EU-k: the body stays bitwise, the head is trained anew, the standardisation fold is exact."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from obliviate.errors import ConfigError
+from obliviate.models import build_model
+from obliviate.strategies.approximate import EUk, EUkConfig, LabelledData
+from obliviate.strategies.approximate.eu_k import fold_standardisation, split_head
+from obliviate.testing import assert_models_equal, model_parameters
+from tests.unit.approximate.helpers import accuracy, trained
+
+
+def _images(n: int = 90) -> LabelledData:
+    generator = torch.Generator().manual_seed(4)
+    labels = torch.arange(n) % 3
+    features = torch.randn(n, 1, 8, 8, generator=generator) * 0.3
+    features[:, 0, :, :] += labels.view(-1, 1, 1).float()  # learnable from any pixel
+    return LabelledData(features=features, labels=labels)
+
+
+def _cnn() -> nn.Module:
+    torch.manual_seed(1)
+    return build_model("cnn", input_shape=(1, 8, 8), num_classes=3, channels=(4, 8), hidden=16)
+
+
+def test_the_memorised_forget_set_is_forgotten_and_retain_kept() -> None:
+    setup = trained()
+    assert accuracy(setup.model, setup.forget) == 1.0
+    result = EUk(EUkConfig(layers=1, epochs=40, lr=0.1)).unlearn(
+        model=setup.model, forget=setup.forget, retain=setup.retain, seed=0
+    )
+    assert accuracy(result.model, setup.forget) <= 0.6
+    assert accuracy(result.model, setup.retain) >= 0.9
+
+
+def test_only_the_head_changes_and_the_body_stays_bitwise() -> None:
+    data = _images()
+    model = _cnn()
+    result = EUk(EUkConfig(layers=2, epochs=2)).unlearn(
+        model=model, forget=data.subset(torch.arange(9)), retain=data.subset(torch.arange(9, 90))
+    )
+    before, after = model_parameters(model), model_parameters(result.model)
+    _, head = split_head(model, 2)
+    head_ids = {id(p) for p in head.parameters()}
+    head_names = {n for n, p in model.named_parameters() if id(p) in head_ids}
+    assert head_names == {"7.weight", "7.bias", "9.weight", "9.bias"}
+    for name in before:
+        same = torch.equal(before[name], after[name])
+        assert same is (name not in head_names), name
+    assert result.evidence["head_parameters"] == sum(before[n].numel() for n in head_names)
+    assert result.evidence["standardised"] == 1.0
+
+
+def test_the_same_seed_gives_the_same_model_and_another_seed_another() -> None:
+    setup = trained()
+    method = EUk(EUkConfig(layers=1, epochs=3))
+    runs = [
+        method.unlearn(model=setup.model, forget=setup.forget, retain=setup.retain, seed=s)
+        for s in (3, 3, 4)
+    ]
+    assert_models_equal(runs[0].model, runs[1].model)
+    with pytest.raises(AssertionError):
+        assert_models_equal(runs[0].model, runs[2].model)
+
+
+def test_folding_the_standardisation_is_exact() -> None:
+    torch.manual_seed(2)
+    layer = nn.Linear(5, 3)
+    with torch.no_grad():
+        layer.weight[0, 1] = 0.0
+    x = torch.randn(7, 5, dtype=torch.float64)
+    layer = layer.double()
+    shift, scale = torch.randn(5, dtype=torch.float64), torch.rand(5, dtype=torch.float64) + 0.5
+    expected = layer((x - shift) / scale)
+    fold_standardisation(layer, shift=shift, scale=scale)
+    torch.testing.assert_close(layer(x), expected, rtol=1e-12, atol=1e-12)
+    assert layer.weight[0, 1].item() == 0.0  # a pruned weight stays exactly zero
+
+
+def test_a_shift_cannot_be_folded_into_a_layer_without_bias() -> None:
+    layer = nn.Linear(2, 2, bias=False)
+    with pytest.raises(ConfigError, match="without bias"):
+        fold_standardisation(layer, shift=torch.ones(2), scale=torch.ones(2))
+    fold_standardisation(layer, shift=torch.zeros(2), scale=torch.full((2,), 2.0))
+
+
+def test_a_masked_bias_keeps_the_features_uncentred_and_the_mask_holds() -> None:
+    setup = trained()
+    params = dict(setup.model.named_parameters())
+    mask = {name: torch.ones_like(p) for name, p in params.items()}
+    mask["3.bias"][0] = 0.0  # the head's first (only) layer is model[3] with layers=1
+    mask["3.weight"][:, ::2] = 0.0
+    result = EUk(EUkConfig(layers=1, epochs=3)).unlearn(
+        model=setup.model, forget=setup.forget, retain=setup.retain, mask=mask
+    )
+    out = dict(result.model.named_parameters())
+    assert out["3.bias"][0].item() == 0.0
+    assert not out["3.weight"][:, ::2].any()
+    assert result.evidence["mask_repaired_entries"] == 0.0
+
+
+def test_a_convolutional_head_trains_unstandardised_and_says_so() -> None:
+    data = _images()
+    result = EUk(EUkConfig(layers=3, epochs=2)).unlearn(
+        model=_cnn(), forget=data.subset(torch.arange(9)), retain=data.subset(torch.arange(9, 90))
+    )
+    assert result.evidence["standardised"] == 0.0
+    assert any("not standardised" in line and "Conv2d" in line for line in result.log)
+
+
+def test_a_model_that_is_not_sequential_is_refused_and_left_untouched() -> None:
+    class Wrapped(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x)
+
+    setup = trained()
+    model = Wrapped(setup.model)
+    before = model_parameters(model)
+    with pytest.raises(ConfigError, match=r"nn\.Sequential model.*got Wrapped"):
+        EUk().unlearn(model=model, forget=setup.forget, retain=setup.retain)
+    after = model_parameters(model)
+    assert all(torch.equal(before[n], after[n]) for n in before)
+
+
+def test_more_layers_than_the_model_has_is_refused() -> None:
+    setup = trained()
+    with pytest.raises(ConfigError, match="layers=3 but the model has only 2 weight layers"):
+        EUk(EUkConfig(layers=3)).unlearn(
+            model=setup.model, forget=setup.forget, retain=setup.retain
+        )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("layers", 0), ("layers", 1.5), ("standardise", "yes"), ("lr", -1.0), ("epochs", 0)],
+)
+def test_invalid_configs_name_the_field(field: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=f"{field} must"):
+        EUkConfig(**{field: value})  # type: ignore[arg-type]
