@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from obliviate.errors import ConfigError
 from obliviate.models.layers import group_norm
 from obliviate.models.options import (
     ModelOptions,
@@ -110,6 +111,28 @@ class ResNet(nn.Module):
             if isinstance(module, nn.Conv2d):
                 # He initialisation, as torchvision does; PyTorch's default suits ReLU nets less.
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def split_head(self, layers: int) -> tuple[nn.Sequential, nn.Sequential]:
+        """(body, head) with ``head(body(x)) == self(x)``, sharing this model's modules.
+
+        For EU-k (:mod:`obliviate.strategies.approximate.eu_k`): the head is the classifier
+        plus the last ``layers - 1`` residual blocks, so ``layers=1`` is the linear
+        classifier on pooled features.
+
+        Raises:
+            ConfigError: ``layers`` is below 1 or above the number of blocks plus one.
+        """
+        blocks = [block for stage in self.stages.children() for block in stage.children()]
+        if not 1 <= layers <= len(blocks) + 1:
+            raise ConfigError(
+                f"eu_k: layers={layers} but this ResNet has {len(blocks)} residual blocks; "
+                f"choose 1 (the classifier) to {len(blocks) + 1}."
+            )
+        cut = len(blocks) - (layers - 1)
+        tail = [self.pool, self.flatten]
+        if layers == 1:
+            return nn.Sequential(self.stem, *blocks, *tail), nn.Sequential(self.fc)
+        return nn.Sequential(self.stem, *blocks[:cut]), nn.Sequential(*blocks[cut:], *tail, self.fc)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Maps ``(batch, channels, height, width)`` images to ``(batch, num_classes)`` logits."""

@@ -145,3 +145,46 @@ def test_more_layers_than_the_model_has_is_refused() -> None:
 def test_invalid_configs_name_the_field(field: str, value: object) -> None:
     with pytest.raises(ConfigError, match=f"{field} must"):
         EUkConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def _resnet() -> nn.Module:
+    torch.manual_seed(2)
+    return build_model("resnet18", input_shape=(3, 8, 8), num_classes=3, width=4, groups=2)
+
+
+@pytest.mark.parametrize("layers", [1, 2, 9])
+def test_resnet_splits_into_a_body_and_head_that_compose_to_the_model(layers: int) -> None:
+    model = _resnet().eval()
+    body, head = split_head(model, layers)
+    x = torch.randn(5, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(head(body(x)), model(x), rtol=0, atol=0)
+    ids = {id(p) for p in model.parameters()}
+    assert {id(p) for p in [*body.parameters(), *head.parameters()]} == ids  # shared, complete
+
+
+@pytest.mark.parametrize("layers", [0, 10])
+def test_resnet_refuses_a_split_it_does_not_have(layers: int) -> None:
+    with pytest.raises(ConfigError, match="8 residual blocks"):
+        split_head(_resnet(), layers)
+
+
+@pytest.mark.parametrize(
+    ("layers", "changed", "standardised"), [(1, "fc.", 1.0), (2, "stages.3.1.", 0.0)]
+)
+def test_eu_k_on_a_resnet_retrains_only_its_head(
+    layers: int, changed: str, standardised: float
+) -> None:
+    data = LabelledData(
+        features=torch.randn(40, 3, 8, 8, generator=torch.Generator().manual_seed(1)),
+        labels=torch.arange(40) % 3,
+    )
+    model = _resnet()
+    result = EUk(EUkConfig(layers=layers, epochs=2)).unlearn(
+        model=model, forget=data.subset(torch.arange(4)), retain=data.subset(torch.arange(4, 40))
+    )
+    before, after = model_parameters(model), model_parameters(result.model)
+    moved = {name for name in before if not torch.equal(before[name], after[name])}
+    head = {name for name in before if name.startswith((changed, "fc."))}
+    assert moved == head
+    assert result.evidence["standardised"] == standardised

@@ -16,8 +16,10 @@ like every method of this family.
 
 Our implementation:
 
-1. The model must be an ``nn.Sequential``; the head is everything from its k-th last weight
-   layer (``Linear`` or convolution) onward, and every head module with
+1. For an ``nn.Sequential`` model the head is everything from its k-th last weight layer
+   (``Linear`` or convolution) onward; other models split themselves through
+   :class:`HeadSplittable` (the zoo's ResNet: the classifier plus k - 1 residual blocks).
+   Every head module with
    parameters is re-initialised (from the seeded global RNG); a head parameter whose module
    has no ``reset_parameters`` is an error, as in Retrain.
 2. The body's output on the retain set is computed once, in eval mode.
@@ -36,7 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -52,7 +54,7 @@ from obliviate.strategies.approximate.base import METHODS, UnlearningMethod
 from obliviate.strategies.approximate.data import LabelledData, LossFn
 from obliviate.strategies.approximate.retrain import reinitialise
 
-__all__ = ["EUk", "EUkConfig", "fold_standardisation", "split_head"]
+__all__ = ["EUk", "EUkConfig", "HeadSplittable", "fold_standardisation", "split_head"]
 
 _FEATURE_BATCH = 1024
 _STD_FLOOR = 1e-3  # a near-constant feature is scaled by at most 1/_STD_FLOOR
@@ -93,18 +95,32 @@ class EUkConfig(MethodConfig):
         return problems
 
 
-def split_head(model: nn.Module, layers: int) -> tuple[nn.Sequential, nn.Sequential]:
+@runtime_checkable
+class HeadSplittable(Protocol):
+    """A model that knows how to split itself into a frozen body and a retrainable head."""
+
+    def split_head(self, layers: int) -> tuple[nn.Module, nn.Module]:
+        """(body, head), sharing the model's modules, with ``head(body(x)) == model(x)``."""
+
+
+def split_head(model: nn.Module, layers: int) -> tuple[nn.Module, nn.Module]:
     """Splits ``model`` into (body, head) before its ``layers``-th last weight layer.
 
     The two parts share the model's modules (no copies): training the head trains the model.
+    A model that is not an ``nn.Sequential`` can say how it splits by implementing
+    :class:`HeadSplittable` (the zoo's ResNet does).
 
     Raises:
-        ConfigError: the model is not an ``nn.Sequential`` or has fewer weight layers.
+        ConfigError: the model is neither an ``nn.Sequential`` nor :class:`HeadSplittable`,
+            or has fewer weight layers.
     """
+    if isinstance(model, HeadSplittable):
+        return model.split_head(layers)
     if not isinstance(model, nn.Sequential):
         raise ConfigError(
             f"eu_k needs an nn.Sequential model, to split it into a frozen body and a head of "
-            f"its last layers; got {type(model).__name__}."
+            f"its last layers, or one with a split_head(layers) method; "
+            f"got {type(model).__name__}."
         )
     children = list(model)
     weighted = [
@@ -191,11 +207,12 @@ class EUk(UnlearningMethod):
         reinitialise(head)
         head_mask = _head_mask(model, head, mask)
         enforce_mask(head, head_mask)
-        first = head[0]
+        first = next(head.children(), head)  # the module the features enter
         shift = scale = None
         if c.standardise and isinstance(first, nn.Linear) and features.dim() == 2:
             scale = features.std(dim=0).clamp_min(_STD_FLOOR)
-            bias_mask = head_mask.get("0.bias")
+            local = {id(p): n for n, p in head.named_parameters()}
+            bias_mask = head_mask.get(local.get(id(first.bias), ""))
             centred = first.bias is not None and (bias_mask is None or bool(bias_mask.all()))
             shift = features.mean(dim=0) if centred else torch.zeros_like(scale)
             features = (features - shift) / scale
