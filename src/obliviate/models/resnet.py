@@ -25,7 +25,17 @@ from obliviate.models.options import (
 )
 from obliviate.models.zoo import MODELS
 
-__all__ = ["BasicBlock", "ResNet", "ResNetOptions", "build_resnet18"]
+__all__ = ["BasicBlock", "ResNet", "ResNetOptions", "build_resnet18", "he_init"]
+
+
+def he_init(module: nn.Module) -> None:
+    """He (fan-out) initialisation of every convolution in ``module``, as torchvision does.
+
+    PyTorch's default convolution init suits ReLU networks less.
+    """
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,10 @@ class BasicBlock(nn.Module):
                 nn.Conv2d(channels_in, channels_out, 1, stride=stride, bias=False),
                 group_norm(channels_out, groups),
             )
+
+    def reset_parameters(self) -> None:
+        """He-initialises the block's convolutions (see :func:`he_init`), e.g. in an EU-k head."""
+        he_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Returns ``relu(norm2(conv2(relu(norm1(conv1(x))))) + shortcut(x))``."""
@@ -107,10 +121,15 @@ class ResNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(previous, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                # He initialisation, as torchvision does; PyTorch's default suits ReLU nets less.
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """He-initialises every convolution (the other layers keep their own init).
+
+        Re-initialisation for retraining (``reinitialise``) calls this after the layers' own
+        ``reset_parameters``, so a retrained ResNet starts from the distribution this one did.
+        """
+        he_init(self)
 
     def split_head(self, layers: int) -> tuple[nn.Sequential, nn.Sequential]:
         """(body, head) with ``head(body(x)) == self(x)``, sharing this model's modules.

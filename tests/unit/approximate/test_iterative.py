@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from obliviate.errors import ConfigError, DataError, TrainingError
+from obliviate.models import build_model
 from obliviate.strategies.approximate import (
     BoundaryShrink,
     BoundaryShrinkConfig,
@@ -26,6 +27,7 @@ from obliviate.strategies.approximate import (
 )
 from obliviate.strategies.approximate.boundary_shrink import neighbour_labels
 from obliviate.strategies.approximate.data import default_loss
+from obliviate.strategies.approximate.eu_k import split_head
 from obliviate.strategies.approximate.l1_sparse import l1_strength
 from obliviate.strategies.approximate.random_label import random_other_labels
 from obliviate.strategies.approximate.retrain import reinitialise
@@ -150,6 +152,32 @@ def test_reinitialise_is_seeded_and_complete() -> None:
     for name in trained_params:
         assert torch.equal(copies[0][name], copies[1][name])
         assert not torch.equal(copies[0][name], trained_params[name])
+
+
+def _he_std(conv: nn.Conv2d) -> float:
+    fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
+    return float((2.0 / fan_out) ** 0.5)
+
+
+def test_reinitialise_lets_a_resnet_re_apply_its_he_init() -> None:
+    # PyTorch's default conv init has std 1/sqrt(3 fan_in), 1.7-2.4x below He's sqrt(2/fan_out)
+    # here; a retrained ResNet must start from the distribution the original did.
+    torch.manual_seed(0)
+    model = build_model("resnet18", input_shape=(3, 8, 8), num_classes=3, width=16, groups=4)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.weight.numel() > 20000]
+    before = [c.weight.detach().clone() for c in convs]
+    torch.manual_seed(1)
+    reinitialise(model)
+    for conv, old in zip(convs, before, strict=True):
+        assert not torch.equal(conv.weight, old)
+        assert abs(float(conv.weight.detach().std()) / _he_std(conv) - 1) < 0.1
+    # A head cut from the ResNet (EU-k, k = 2) re-applies it too, through its BasicBlock.
+    _, head = split_head(model, 2)
+    reinitialise(head)
+    block_convs = [m for m in head.modules() if isinstance(m, nn.Conv2d)]
+    assert block_convs
+    for conv in block_convs:
+        assert abs(float(conv.weight.detach().std()) / _he_std(conv) - 1) < 0.1
 
 
 def test_reinitialise_refuses_parameters_it_cannot_reset() -> None:

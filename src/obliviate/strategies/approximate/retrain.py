@@ -40,15 +40,28 @@ _SCHEDULES = ("constant", "cosine")
 def reinitialise(model: nn.Module) -> None:
     """Re-initialises ``model`` in place from the global torch RNG (seed it first).
 
+    Layers that hold parameters reset first, in module order. Then containers that define
+    their own ``reset_parameters()`` (the zoo's ResNet and its blocks: He init of their
+    convolutions) run, innermost first, so they have the last word and a retrained model
+    starts from the distribution the original did.
+
     Raises:
         ConfigError: some parameters belong to no submodule with ``reset_parameters()``.
     """
     covered: set[int] = set()
+    containers: list[nn.Module] = []
     for module in model.modules():
         reset = getattr(module, "reset_parameters", None)
-        if callable(reset):
+        if not callable(reset):
+            continue
+        own = list(module.parameters(recurse=False))
+        if own:
             reset()
-            covered.update(id(p) for p in module.parameters(recurse=False))
+            covered.update(id(p) for p in own)
+        else:
+            containers.append(module)
+    for container in reversed(containers):  # descendants before the modules holding them
+        container.reset_parameters()  # type: ignore[operator]
     missing = [name for name, p in model.named_parameters() if id(p) not in covered]
     if missing:
         raise ConfigError(
