@@ -19,10 +19,15 @@ from torch import Tensor, nn
 from obliviate.errors import ConfigError, TrainingError
 from obliviate.strategies.approximate.data import LabelledData, LossFn, default_loss
 
-__all__ = ["MaskedSGD", "enforce_mask", "masked_sgd"]
+__all__ = ["MaskedSGD", "cosine_lr", "enforce_mask", "masked_sgd"]
 
 Targets = Callable[[Tensor, Tensor], Tensor]
 ExtraLoss = Callable[[nn.Module, int], Tensor]
+
+
+def cosine_lr(lr: float, t: float, total: float) -> float:
+    """The cosine schedule from ``lr`` at ``t = 0`` to zero at ``t = total``."""
+    return lr * 0.5 * (1.0 + math.cos(math.pi * t / total))
 
 
 def _keep_masks(model: nn.Module, mask: Mapping[str, Tensor] | None) -> dict[str, Tensor]:

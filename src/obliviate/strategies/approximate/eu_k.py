@@ -49,7 +49,7 @@ from obliviate.strategies.approximate._config import (
     check_positive_int,
     sgd_problems,
 )
-from obliviate.strategies.approximate._loop import enforce_mask, masked_sgd
+from obliviate.strategies.approximate._loop import cosine_lr, enforce_mask, masked_sgd
 from obliviate.strategies.approximate.base import METHODS, UnlearningMethod
 from obliviate.strategies.approximate.data import LabelledData, LossFn
 from obliviate.strategies.approximate.retrain import reinitialise
@@ -208,7 +208,7 @@ class EUk(UnlearningMethod):
         head_mask = _head_mask(model, head, mask)
         enforce_mask(head, head_mask)
         first = next(head.children(), head)  # the module the features enter
-        shift = scale = None
+        fold: tuple[nn.Linear, Tensor, Tensor] | None = None  # (layer, shift, scale)
         if c.standardise and isinstance(first, nn.Linear) and features.dim() == 2:
             scale = features.std(dim=0).clamp_min(_STD_FLOOR)
             local = {id(p): n for n, p in head.named_parameters()}
@@ -216,6 +216,7 @@ class EUk(UnlearningMethod):
             centred = first.bias is not None and (bias_mask is None or bool(bias_mask.all()))
             shift = features.mean(dim=0) if centred else torch.zeros_like(scale)
             features = (features - shift) / scale
+            fold = (first, shift, scale)
         elif c.standardise:
             self.note(
                 "features not standardised: the head does not start with a Linear layer on "
@@ -234,13 +235,14 @@ class EUk(UnlearningMethod):
             weight_decay=c.weight_decay,
             loss_fn=loss_fn,
             mask=head_mask,
-            lr_at_step=lambda step: c.lr * 0.5 * (1 + math.cos(math.pi * step / steps)),
+            lr_at_step=lambda step: cosine_lr(c.lr, step, steps),
         )
-        if scale is not None and shift is not None and isinstance(first, nn.Linear):
-            fold_standardisation(first, shift=shift, scale=scale)
+        if fold is not None:
+            layer, shift, scale = fold
+            fold_standardisation(layer, shift=shift, scale=scale)
         return passes, {
             "layers_reinitialised": float(c.layers),
             "head_parameters": float(sum(p.numel() for p in head.parameters())),
             "feature_dim": float(features[0].numel()),
-            "standardised": float(scale is not None),
+            "standardised": float(fold is not None),
         }

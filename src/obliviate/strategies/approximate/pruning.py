@@ -45,7 +45,7 @@ from obliviate.strategies.approximate._config import (
     check_positive_int,
     sgd_problems,
 )
-from obliviate.strategies.approximate._loop import MaskedSGD, enforce_mask
+from obliviate.strategies.approximate._loop import MaskedSGD, cosine_lr, enforce_mask
 from obliviate.strategies.approximate.data import LabelledData, LossFn, default_loss
 
 __all__ = [
@@ -114,7 +114,7 @@ class PruneConfig(MethodConfig):
         """The learning rate of ``epoch``."""
         if self.schedule == "constant":
             return self.lr
-        return self.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / self.epochs))
+        return cosine_lr(self.lr, epoch, self.epochs)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ the original one; the exact, bitwise-verified retrain lives in
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
@@ -28,7 +27,7 @@ from torch import Tensor, nn
 
 from obliviate.errors import ConfigError
 from obliviate.strategies.approximate._config import MethodConfig, check_choice, sgd_problems
-from obliviate.strategies.approximate._loop import enforce_mask, masked_sgd
+from obliviate.strategies.approximate._loop import cosine_lr, enforce_mask, masked_sgd
 from obliviate.strategies.approximate.base import METHODS, UnlearningMethod
 from obliviate.strategies.approximate.data import LabelledData, LossFn
 
@@ -127,7 +126,7 @@ class RetrainReference(UnlearningMethod):
         def lr_at(epoch: int) -> float:
             if c.schedule == "constant":
                 return c.lr
-            return c.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / c.epochs))
+            return cosine_lr(c.lr, epoch, c.epochs)
 
         passes = masked_sgd(
             model=model,
