@@ -152,13 +152,21 @@ def _head_mask(
 
 @torch.no_grad()
 def _features(body: nn.Module, data: LabelledData, device: torch.device) -> Tensor:
-    """The body's outputs on ``data`` in eval mode, batch by batch."""
+    """The body's outputs on ``data`` in eval mode, batch by batch, in one preallocated buffer.
+
+    The buffer is as large as the retain set's features (282 MB for 45,000 Fashion-MNIST
+    images through the zoo CNN); concatenating batch outputs would briefly need twice that.
+    """
     body.eval()
-    parts = [
-        body(data.features[start : start + _FEATURE_BATCH].to(device))
-        for start in range(0, len(data), _FEATURE_BATCH)
-    ]
-    return torch.cat(parts)
+    out: Tensor | None = None
+    for start in range(0, len(data), _FEATURE_BATCH):
+        part = body(data.features[start : start + _FEATURE_BATCH].to(device))
+        if out is None:
+            out = part.new_empty((len(data), *part.shape[1:]))
+        out[start : start + len(part)] = part
+    if out is None:  # pragma: no cover - the base class rejects an empty retain set
+        raise ConfigError("EU-k needs a non-empty retain set to train the head on.")
+    return out
 
 
 @torch.no_grad()
@@ -215,7 +223,7 @@ class EUk(UnlearningMethod):
             bias_mask = head_mask.get(local.get(id(first.bias), ""))
             centred = first.bias is not None and (bias_mask is None or bool(bias_mask.all()))
             shift = features.mean(dim=0) if centred else torch.zeros_like(scale)
-            features = (features - shift) / scale
+            features.sub_(shift).div_(scale)  # in place: the cache is ours and large
             fold = (first, shift, scale)
         elif c.standardise:
             self.note(
