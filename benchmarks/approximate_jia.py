@@ -699,7 +699,7 @@ def main() -> None:
         "--scale",
         choices=sorted(SCALES),
         default="full",
-        help="full (the protocol above), reduced (half the data, 15 epochs), quick",
+        help="full (the protocol above), reduced (fewer images, 15 epochs, 2 trials), quick",
     )
     parser.add_argument("--tune", action="store_true", help="search step sizes on validation")
     parser.add_argument("--datasets", nargs="+", choices=list(FULL.train), default=list(FULL.train))
