@@ -14,11 +14,10 @@ MIA. Here three settings, all with the zoo's small CNN:
 - ``cifar10_subset``: the CIFAR-10 subset in /work/shared/data (4,000 / 1,000, all that is
   there), where memorisation dominates (Retrain's UA near 54).
 
-Each with random
-forgetting of 10% of the training set and class-wise forgetting (class c removed from the
-test set too), on the dense model and on a 90%-sparse one from OMP (prune first, then
-unlearn). Methods: the paper's FT, GA, RL, FF, IU, l1-sparse, SalUn and BS, plus EU-k
-(Goel et al.: the fully connected head re-initialised and trained on cached features).
+Each runs random forgetting of 10% of the training set and class-wise forgetting (class c
+removed from the test set too), on the dense model and on a 90%-sparse one from OMP (prune
+first, then unlearn). Methods: the paper's FT, GA, RL, FF, IU, l1-sparse, SalUn and BS, plus
+EU-k (Goel et al.: the fully connected head re-initialised and trained on cached features).
 
 The original model and Retrain use one recipe (SGD lr 0.02, momentum 0.9, cosine, E epochs)
 that fits the training set, as the paper's ResNet-18 does (Retrain's RA is 100 there): with
@@ -30,12 +29,12 @@ reported next to it. The noise floor is the Avg. Gap of a second set of Retrains
 seeds): no method can be expected to come closer to the reference than that.
 
 Hyperparameters: ``--tune`` searches each iterative method's learning rate (x0.01 to x10) and
-epochs (x1, x2; EU-k also x1.5), then, with those fixed, SalUn's rho, l1-sparse's gamma and boundary
-shrink's epsilon (KNOB_GRID), on a *validation* setting (seed 1, a different forget set,
-class and initialisation; Fashion-MNIST from other training images (for the 50,000-image
-setting, the 10,000 it leaves out); CIFAR-10 with 1,000 of
-its training images as the test set) and keeps, per method, the lowest validation Avg. Gap
-among the settings that ran within 9% of the validation Retrain's time (10% headroom). It writes
+epochs (x1, x2; EU-k also x1.5), then, with those fixed, SalUn's rho, l1-sparse's gamma and
+boundary shrink's epsilon (KNOB_GRID), on a *validation* setting (seed 1, a different forget
+set, class and initialisation; Fashion-MNIST from other training images, for the
+50,000-image setting the 10,000 it leaves out; CIFAR-10 with 1,000 of its training images
+as the test set) and keeps, per method, the lowest validation Avg. Gap among the settings
+that ran within 9% of the validation Retrain's time (10% headroom). It writes
 results/approximate_jia_tuned.json; the reported run reads it and never sees its own numbers
 during tuning. Without that file the defaults below are used.
 
@@ -166,7 +165,7 @@ def default_configs(scale: Scale) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
         if "epochs" in fields:
             # Methods that only pass over the forget set (10%) can afford more passes, and
-            # EU-k's epochs over cached features cost about two fifths of a full-model epoch
+            # EU-k's epochs over cached features cost about a quarter of a full-model epoch
             # (the CNN's wide fully connected layer is its head).
             kwargs["epochs"] = {"gradient_ascent": 5, "boundary_shrink": 5, "eu_k": 4}.get(
                 name, 1

@@ -158,14 +158,13 @@ def _features(body: nn.Module, data: LabelledData, device: torch.device) -> Tens
     images through the zoo CNN); concatenating batch outputs would briefly need twice that.
     """
     body.eval()
-    out: Tensor | None = None
-    for start in range(0, len(data), _FEATURE_BATCH):
-        part = body(data.features[start : start + _FEATURE_BATCH].to(device))
-        if out is None:
-            out = part.new_empty((len(data), *part.shape[1:]))
-        out[start : start + len(part)] = part
-    if out is None:  # pragma: no cover - the base class rejects an empty retain set
-        raise ConfigError("EU-k needs a non-empty retain set to train the head on.")
+    first: Tensor = body(data.features[:_FEATURE_BATCH].to(device))  # never empty: the base checks
+    out = first.new_empty((len(data), *first.shape[1:]))
+    out[: len(first)] = first
+    for start in range(_FEATURE_BATCH, len(data), _FEATURE_BATCH):
+        out[start : start + _FEATURE_BATCH] = body(
+            data.features[start : start + _FEATURE_BATCH].to(device)
+        )
     return out
 
 
