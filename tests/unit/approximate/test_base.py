@@ -16,6 +16,7 @@ from obliviate.strategies.approximate import (
     LabelledData,
     unlearn,
 )
+from obliviate.strategies.approximate.data import all_finite
 from obliviate.testing import make_blobs, model_parameters
 from tests.unit.approximate.helpers import CLASSES, trained
 
@@ -46,6 +47,18 @@ def test_labelled_data_rejects_malformed_input(
 ) -> None:
     with pytest.raises(DataError, match=message):
         LabelledData(features=features, labels=labels)  # type: ignore[arg-type]
+
+
+def test_finite_features_whose_sum_overflows_are_accepted() -> None:
+    # The finiteness check sums first; a sum that overflows must fall back to the exact check.
+    big = torch.full((4, 3), 3e38)
+    assert not bool(torch.isfinite(big.sum()))
+    assert all_finite(big)
+    assert len(LabelledData(features=big, labels=torch.zeros(4, dtype=torch.int64))) == 4
+    big[2, 1] = float("-inf")
+    assert not all_finite(big)
+    with pytest.raises(DataError, match="1 sample"):
+        LabelledData(features=big, labels=torch.zeros(4, dtype=torch.int64))
 
 
 def test_labelled_data_from_arrays_and_sample_sets() -> None:

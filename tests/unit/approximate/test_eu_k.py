@@ -9,7 +9,7 @@ from torch import nn
 from obliviate.errors import ConfigError
 from obliviate.models import build_model
 from obliviate.strategies.approximate import EUk, EUkConfig, LabelledData
-from obliviate.strategies.approximate.eu_k import fold_standardisation, split_head
+from obliviate.strategies.approximate.eu_k import _column_std, fold_standardisation, split_head
 from obliviate.testing import assert_models_equal, model_parameters
 from tests.unit.approximate.helpers import accuracy, trained
 
@@ -79,6 +79,16 @@ def test_folding_the_standardisation_is_exact() -> None:
     fold_standardisation(layer, shift=shift, scale=scale)
     torch.testing.assert_close(layer(x), expected, rtol=1e-12, atol=1e-12)
     assert layer.weight[0, 1].item() == 0.0  # a pruned weight stays exactly zero
+
+
+@pytest.mark.parametrize("rows", [1, 5, 1024, 2500])
+def test_the_blockwise_column_std_matches_torch(rows: int) -> None:
+    features = torch.randn(rows, 6, generator=torch.Generator().manual_seed(rows)) * 4 + 3
+    std = _column_std(features, features.mean(dim=0))
+    if rows == 1:  # no spread to measure: zero, which the caller floors, not NaN
+        assert torch.equal(std, torch.zeros(6))
+    else:
+        torch.testing.assert_close(std, features.std(dim=0), rtol=1e-5, atol=1e-6)
 
 
 def test_a_shift_cannot_be_folded_into_a_layer_without_bias() -> None:
