@@ -29,17 +29,17 @@ reported next to it. The noise floor is the Avg. Gap of a second set of Retrains
 seeds): no method can be expected to come closer to the reference than that.
 
 Hyperparameters: ``--tune`` searches each iterative method's learning rate (x0.01 to x10) and
-epochs (x1, x2; EU-k also x1.5), then, with those fixed, SalUn's rho, l1-sparse's gamma and
-boundary shrink's epsilon (KNOB_GRID), on a *validation* setting (seed 1, a different forget
-set, class and initialisation; Fashion-MNIST from other training images, for the
-50,000-image setting the 10,000 it leaves out; CIFAR-10 with 1,000 of its training images
-as the test set) and keeps, per method, the lowest validation Avg. Gap among the settings
-that ran within 9% of the validation Retrain's time (10% headroom). It writes
+epochs (x1, x2; EU-k x1 to x3 in half steps), then, with those fixed, SalUn's rho, l1-sparse's
+gamma and boundary shrink's epsilon (KNOB_GRID), on a *validation* setting (seed 1, a different
+forget set, class and initialisation; Fashion-MNIST from other training images, for the
+50,000-image setting the 10,000 it leaves out; CIFAR-10 with 1,000 of its training images as the
+test set) and keeps, per method, the lowest validation Avg. Gap among the settings that ran
+within 9% of the validation Retrain's time (10% headroom). It writes
 results/approximate_jia_tuned.json; the reported run reads it and never sees its own numbers
 during tuning. Without that file the defaults below are used.
 
     .venv/bin/python benchmarks/approximate_jia.py --tune --jobs 2   # ~25 minutes on 2 cores
-    .venv/bin/python benchmarks/approximate_jia.py --jobs 2          # ~45 minutes on 2 cores
+    .venv/bin/python benchmarks/approximate_jia.py --jobs 2          # 40-65 minutes on 2 cores
     .venv/bin/python benchmarks/approximate_jia.py --quick           # a smoke run
 
 Writes benchmarks/results/approximate_jia.{json,md,png}.
