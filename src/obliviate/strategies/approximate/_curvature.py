@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from obliviate.strategies.approximate.data import LabelledData, LossFn
+from obliviate.strategies.approximate.data import LabelledData, LossFn, all_finite
 
 __all__ = [
     "RetainCurvature",
@@ -233,7 +233,7 @@ def lissa(apply: Callable[[Tensor], Tensor], b: Tensor, *, scale: float, depth: 
     h = b.clone()
     for iteration in range(1, depth):
         h = b + h - apply(h) / scale
-        if not bool(torch.isfinite(h).all()):
+        if not all_finite(h):
             return SolveResult(x=h / scale, iterations=iteration)
     return SolveResult(x=h / scale, iterations=depth)
 

@@ -34,7 +34,7 @@ from obliviate._hashing import derive_seed
 from obliviate.errors import ConfigError, DataError, TrainingError
 from obliviate.registry import Registry
 from obliviate.strategies.approximate._loop import enforce_mask
-from obliviate.strategies.approximate.data import LabelledData, LossFn, default_loss
+from obliviate.strategies.approximate.data import LabelledData, LossFn, all_finite, default_loss
 from obliviate.strategies.base import Guarantee
 
 __all__ = [
@@ -365,7 +365,7 @@ def _check_finite(model: nn.Module, method: str) -> None:
     bad = [
         name
         for name, value in [*model.named_parameters(), *model.named_buffers()]
-        if value.is_floating_point() and not bool(torch.isfinite(value).all())
+        if value.is_floating_point() and not all_finite(value)
     ]
     if bad:
         raise TrainingError(

@@ -50,6 +50,7 @@ from obliviate.errors import (
     TrainingError,
     UnknownSampleError,
 )
+from obliviate.strategies.approximate.data import all_finite
 from obliviate.strategies.base import Guarantee
 
 __all__ = [
@@ -306,7 +307,7 @@ class CertifiedLinearModel:
             if float(grad.norm()) <= self.config.fit_tol:
                 break
             w = w - torch.linalg.solve(_hessian(state, k, w, state.active), grad)
-        if not bool(torch.isfinite(w).all()):
+        if not all_finite(w):
             raise TrainingError("certified logistic regression diverged (non-finite weights).")
         return w
 
@@ -518,7 +519,7 @@ def _as_rows(features: Any) -> torch.Tensor:
     if x.ndim < 2 or x.shape[0] == 0:
         raise DataError(f"features must have shape (n, d) with n >= 1; got {tuple(x.shape)}.")
     x = x.reshape(x.shape[0], -1).clone()
-    if not bool(torch.isfinite(x).all()):
+    if not all_finite(x):
         raise DataError("features contain NaN or infinite values.")
     scale: torch.Tensor = x.norm(dim=1, keepdim=True).clamp_min(1.0)
     return x / scale

@@ -35,7 +35,8 @@ def all_finite(values: Tensor) -> bool:
     entry finite; only a non-finite sum (a real NaN, or finite values whose sum overflows)
     needs the entry-by-entry check. The sum is a single pass with no allocation, where
     ``isfinite(x).all()`` builds a boolean copy: 0.37 s against 0.01 s for EU-k's cached
-    features of 45,000 Fashion-MNIST images on one core.
+    features of 45,000 Fashion-MNIST images on one core. Every finiteness check of this
+    package (data, parameters, solver iterates) goes through here.
     """
     if bool(torch.isfinite(values.sum())):
         return True

@@ -51,7 +51,7 @@ from obliviate.strategies.approximate._curvature import (
     unflatten,
 )
 from obliviate.strategies.approximate.base import METHODS, UnlearningMethod
-from obliviate.strategies.approximate.data import LabelledData, LossFn
+from obliviate.strategies.approximate.data import LabelledData, LossFn, all_finite
 
 __all__ = ["EXACT_MAX_PARAMS", "InfluenceUnlearning", "InfluenceUnlearningConfig"]
 
@@ -155,7 +155,7 @@ class InfluenceUnlearning(UnlearningMethod):
         evidence: dict[str, float] = {"v_norm": float(v.norm()), "damping": c.damping}
         solution = self._solve(curvature, v, generator, evidence)
         x = solution.x.detach()
-        if not bool(torch.isfinite(x).all()):
+        if not all_finite(x):
             raise TrainingError(
                 f"the {c.solver} inverse-Hessian solve diverged to NaN/inf; raise damping"
                 + (" or lissa_scale." if c.solver == "lissa" else ".")
