@@ -34,7 +34,9 @@ gamma and boundary shrink's epsilon (KNOB_GRID), on a *validation* setting (seed
 forget set, class and initialisation; Fashion-MNIST from other training images, for the
 50,000-image setting the 10,000 it leaves out; CIFAR-10 with 1,000 of its training images as the
 test set) and keeps, per method, the lowest validation Avg. Gap among the settings that ran
-within 9% of the validation Retrain's time (10% headroom). It writes
+within 9% of the validation Retrain's time (10% headroom). A setting's time is the median of
+four runs of it, against the mean of two validation Retrains: one timing of a few seconds can
+be off by more than the headroom. It writes
 results/approximate_jia_tuned.json; the reported run reads it and never sees its own numbers
 during tuning. Without that file the defaults below are used.
 
@@ -99,6 +101,13 @@ EPOCH_GRID: tuple[float, ...] = (1, 2)
 EPOCH_GRID_OF: dict[str, tuple[float, ...]] = {"eu_k": (1, 1.5, 2, 2.5, 3)}
 BUDGET = 0.10  # the target's run-time limit, as a fraction of Retrain's
 TUNING_BUDGET = 0.09  # tuning keeps 10% headroom: run times vary from run to run
+# One timing of a method that runs for seconds can be off by more than that headroom (stop 15:
+# one search timing said 8.9% where four later ones said 10.1-11.1%). So the validation Retrain
+# is timed twice, and a setting is kept only once RETIMINGS more runs of it put the median of
+# its timings within TUNING_BUDGET. Settings whose one timing is beyond SCREEN x TUNING_BUDGET
+# are not retimed (a same-seed rerun gives the same model, so only the time is new).
+RETIMINGS = 3
+SCREEN = 1.25
 # Each method's own knob, searched once its (lr, epochs) is fixed (values, not multipliers).
 KNOB_GRID: dict[str, dict[str, tuple[float, ...]]] = {
     "salun": {"rho": (0.1, 0.3, 0.5, 0.7, 0.9)},
@@ -484,22 +493,52 @@ def run_tuning_grid(
     """Per method: the best (lr, epochs) multiplier, then the best value of its own knob.
 
     A coordinate search against one validation Retrain: every (lr, epochs) pair first, then,
-    with that pair fixed, each value in ``KNOB_GRID`` for the methods that have one.
+    with that pair fixed, each value in ``KNOB_GRID`` for the methods that have one. "Best" is
+    the lowest gap whose median time, over 1 + RETIMINGS runs, is within TUNING_BUDGET of the
+    Retrain's mean time over two runs (the lowest gap overall when nothing fits).
     """
     base = default_configs(scale)
-    ref = retrain_row(original=original, mask=None, split=split, scale=scale, seed=1)
+    common = {"original": original, "mask": None, "split": split, "scale": scale, "seed": 1}
+    ref = retrain_row(**common)
+    ref_seconds = [ref["seconds"], retrain_row(**common)["seconds"]]
+    ref = {**ref, "seconds": float(np.mean(ref_seconds))}
 
-    def trial(name: str, choice: dict[str, Any]) -> dict[str, Any]:
+    def run(name: str, choice: dict[str, Any]) -> dict[str, Any]:
         config = configured(base[name], name, choice)
         row = method_row(
             name=name, config=config, original=original, mask=None, split=split, seed=1
         )
-        row = with_gaps([ref, row])[1]
-        return {**choice, "gap": row["avg_gap"], "time_ratio": row["time_ratio"]}
+        return with_gaps([ref, row])[1]
+
+    def trial(name: str, choice: dict[str, Any]) -> dict[str, Any]:
+        row = run(name, choice)
+        return {
+            "method": name,
+            **choice,
+            "gap": row["avg_gap"],
+            "time_ratio": row["time_ratio"],
+            "timings": [row["time_ratio"]],
+        }
+
+    def retimed(tried: dict[str, Any]) -> dict[str, Any]:
+        if len(tried["timings"]) > 1:
+            return tried
+        choice = {k: v for k, v in tried.items() if k not in _SEARCH_RECORD}
+        timings = tried["timings"] + [
+            run(tried["method"], choice)["time_ratio"] for _ in range(RETIMINGS)
+        ]
+        return {**tried, "time_ratio": float(np.median(timings)), "timings": timings}
 
     def best(tried: list[dict[str, Any]]) -> dict[str, Any]:
-        fits = [t for t in tried if t["time_ratio"] <= TUNING_BUDGET] or tried
-        return min(fits, key=lambda t: t["gap"])
+        for candidate in sorted(tried, key=lambda t: t["gap"]):
+            if not np.isfinite(candidate["gap"]):
+                break
+            if candidate["time_ratio"] > SCREEN * TUNING_BUDGET:
+                continue
+            candidate.update(retimed(candidate))
+            if candidate["time_ratio"] <= TUNING_BUDGET:
+                return candidate
+        return min(tried, key=lambda t: t["gap"])
 
     chosen: dict[str, Any] = {}
     for name in methods:
@@ -513,9 +552,15 @@ def run_tuning_grid(
                 if value != getattr(base[name], knob)
             ]
             pick = best(tried)
-        chosen[name] = pick
+        chosen[name] = {
+            **{k: v for k, v in pick.items() if k != "method"},
+            "retrain_seconds": ref_seconds,
+        }
         print(dataset, scenario, name, chosen[name], flush=True)
     return chosen
+
+
+_SEARCH_RECORD = ("method", "gap", "time_ratio", "timings", "retrain_seconds")
 
 
 def tune_scenario(dataset: str, scenario: str, scale: Scale, methods: list[str]) -> dict[str, Any]:
@@ -806,9 +851,7 @@ def _knobs() -> str:
 
 
 def _choice(choice: dict[str, Any]) -> str:
-    extra = [
-        f"{k} {v:g}" for k, v in choice.items() if k not in ("lr", "epochs", "gap", "time_ratio")
-    ]
+    extra = [f"{k} {v:g}" for k, v in choice.items() if k not in ("lr", "epochs", *_SEARCH_RECORD)]
     return " ".join([f"lr x{choice['lr']:g}", f"epochs x{choice['epochs']:g}", *extra])
 
 
