@@ -40,7 +40,9 @@ be off by more than the headroom. It writes
 results/approximate_jia_tuned.json; the reported run reads it and never sees its own numbers
 during tuning. Without that file the defaults below are used.
 
-    .venv/bin/python benchmarks/approximate_jia.py --tune --jobs 2   # ~25 minutes on 2 cores
+    # every method (about 25 minutes on 2 cores before the retimings were added)
+    .venv/bin/python benchmarks/approximate_jia.py --tune --jobs 2
+    .venv/bin/python benchmarks/approximate_jia.py --tune --methods eu_k --jobs 2  # 19 minutes
     .venv/bin/python benchmarks/approximate_jia.py --jobs 2          # 40-65 minutes on 2 cores
     .venv/bin/python benchmarks/approximate_jia.py --quick           # a smoke run
 
