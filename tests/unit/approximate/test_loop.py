@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -9,6 +11,7 @@ from torch.nn import functional
 
 from obliviate.errors import ConfigError, TrainingError
 from obliviate.strategies.approximate import LabelledData, MaskedSGD, enforce_mask, masked_sgd
+from obliviate.strategies.approximate._loop import fused_step_available
 
 
 def _problem() -> tuple[nn.Module, LabelledData, dict[str, torch.Tensor]]:
@@ -197,3 +200,32 @@ def test_lr_at_step_sets_the_rate_before_every_step_across_epochs() -> None:
         lr_at_step=lambda step: 0.0,
     )
     assert all(torch.equal(a, b) for a, b in zip(frozen, model.parameters(), strict=True))
+
+
+def test_fused_step_is_used_on_the_cpu_and_only_where_it_exists() -> None:
+    cpu = [nn.Parameter(torch.zeros(3)), nn.Parameter(torch.zeros(2, dtype=torch.float64))]
+    assert fused_step_available(cpu)
+    assert not fused_step_available([nn.Parameter(torch.zeros(3, device="meta"))])
+    assert not fused_step_available([])
+    optimiser = MaskedSGD(model=nn.Linear(4, 2), lr=0.1)
+    assert optimiser.optimizer.defaults["fused"] is True
+
+
+def test_fused_step_matches_the_per_op_sgd_it_replaces() -> None:
+    model, data, _ = _problem()
+    reference = copy.deepcopy(model)
+    start_values = [p.detach().clone() for p in model.parameters()]
+    optimiser = MaskedSGD(model=model, lr=0.1, momentum=0.9, weight_decay=5e-3)
+    plain = torch.optim.SGD(
+        reference.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-3, foreach=False
+    )
+    for start in range(0, 40, 8):
+        x, y = data.features[start : start + 8], data.labels[start : start + 8]
+        optimiser.step(functional.cross_entropy(model(x), y))
+        plain.zero_grad()
+        functional.cross_entropy(reference(x), y).backward()
+        plain.step()
+    pairs = zip(model.parameters(), reference.parameters(), start_values, strict=True)
+    for fused, per_op, start_value in pairs:
+        assert not torch.equal(fused, start_value)  # the steps moved every parameter
+        torch.testing.assert_close(fused, per_op, rtol=1e-5, atol=1e-6)
