@@ -110,6 +110,8 @@ TUNING_BUDGET = 0.09  # tuning keeps 10% headroom: run times vary from run to ru
 # are not retimed (a same-seed rerun gives the same model, so only the time is new).
 RETIMINGS = 3
 SCREEN = 1.25
+# What a search record holds besides the setting itself.
+_SEARCH_RECORD = ("method", "gap", "time_ratio", "timings", "retrain_seconds")
 # Each method's own knob, searched once its (lr, epochs) is fixed (values, not multipliers).
 KNOB_GRID: dict[str, dict[str, tuple[float, ...]]] = {
     "salun": {"rho": (0.1, 0.3, 0.5, 0.7, 0.9)},
@@ -522,14 +524,13 @@ def run_tuning_grid(
             "timings": [row["time_ratio"]],
         }
 
-    def retimed(tried: dict[str, Any]) -> dict[str, Any]:
+    def retime(tried: dict[str, Any]) -> None:
+        """Adds RETIMINGS timings to a once-timed setting; its time becomes their median."""
         if len(tried["timings"]) > 1:
-            return tried
+            return
         choice = {k: v for k, v in tried.items() if k not in _SEARCH_RECORD}
-        timings = tried["timings"] + [
-            run(tried["method"], choice)["time_ratio"] for _ in range(RETIMINGS)
-        ]
-        return {**tried, "time_ratio": float(np.median(timings)), "timings": timings}
+        tried["timings"] += [run(tried["method"], choice)["time_ratio"] for _ in range(RETIMINGS)]
+        tried["time_ratio"] = float(np.median(tried["timings"]))
 
     def best(tried: list[dict[str, Any]]) -> dict[str, Any]:
         for candidate in sorted(tried, key=lambda t: t["gap"]):
@@ -537,7 +538,7 @@ def run_tuning_grid(
                 break
             if candidate["time_ratio"] > SCREEN * TUNING_BUDGET:
                 continue
-            candidate.update(retimed(candidate))
+            retime(candidate)
             if candidate["time_ratio"] <= TUNING_BUDGET:
                 return candidate
         return min(tried, key=lambda t: t["gap"])
@@ -560,9 +561,6 @@ def run_tuning_grid(
         }
         print(dataset, scenario, name, chosen[name], flush=True)
     return chosen
-
-
-_SEARCH_RECORD = ("method", "gap", "time_ratio", "timings", "retrain_seconds")
 
 
 def tune_scenario(dataset: str, scenario: str, scale: Scale, methods: list[str]) -> dict[str, Any]:

@@ -63,15 +63,15 @@ def enforce_mask(model: nn.Module, mask: Mapping[str, Tensor] | None) -> None:
             params[name].masked_fill_(~kept, 0.0)
 
 
+_FUSED_DEVICES = ("cpu", "cuda")
+
+
 def fused_step_available(params: Sequence[Tensor]) -> bool:
     """Whether PyTorch's fused SGD kernel can step these parameters: it exists for floating
     tensors on the CPU and CUDA only; anywhere else the per-op step is used."""
     return bool(params) and all(
         p.device.type in _FUSED_DEVICES and p.is_floating_point() for p in params
     )
-
-
-_FUSED_DEVICES = ("cpu", "cuda")
 
 
 class MaskedSGD:
@@ -177,12 +177,15 @@ class MaskedSGD:
         device = _device_of(self.model, data.features)
         self.model.train()
         order = torch.randperm(n, generator=generator)
+        # The permutation moves to the data once per epoch, not once per batch.
+        feature_order = order.to(data.features.device)
+        label_order = order.to(data.labels.device)
         for start in range(0, n, batch_size):
-            index = order[start : start + batch_size]
+            rows = slice(start, start + batch_size)
             # index_select copies whole rows; plain indexing took twice as long on a large
             # cache (EU-k's 45,000 x 1,568 features: 0.04 vs 0.08 s per epoch).
-            x = data.features.index_select(0, index.to(data.features.device)).to(device)
-            y = data.labels.index_select(0, index.to(data.labels.device)).to(device)
+            x = data.features.index_select(0, feature_order[rows]).to(device)
+            y = data.labels.index_select(0, label_order[rows]).to(device)
             if targets is not None:
                 y = targets(x, y)
             loss = loss_fn(self.model(x), y)
