@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from torch.nn import functional
 
 from obliviate.errors import ConfigError, TrainingError
 from obliviate.strategies.approximate import LabelledData, MaskedSGD, enforce_mask, masked_sgd
-from obliviate.strategies.approximate._loop import fused_step_available
+from obliviate.strategies.approximate._loop import _zero_dropped, fused_step_available
 
 
 def _problem() -> tuple[nn.Module, LabelledData, dict[str, torch.Tensor]]:
@@ -229,3 +230,45 @@ def test_fused_step_matches_the_per_op_sgd_it_replaces() -> None:
     for fused, per_op, start_value in pairs:
         assert not torch.equal(fused, start_value)  # the steps moved every parameter
         torch.testing.assert_close(fused, per_op, rtol=1e-5, atol=1e-6)
+
+
+def _bits(values: torch.Tensor) -> torch.Tensor:
+    return values.contiguous().view(torch.int32)
+
+
+def test_pruned_entries_stay_positive_zero_without_a_restore() -> None:
+    # Masked-out +0.0 entries skip the copy-back (the fast path for pruned models); zero
+    # gradients keep them +0.0 through weight decay, momentum, clipping and ascent. A -0.0
+    # entry is held by the copy-back, since the update could flip its sign.
+    model, data, mask = _problem()
+    enforce_mask(model, mask)  # pruned weights are +0.0
+    first = model[0].weight
+    with torch.no_grad():
+        first[mask["0.weight"] == 0] = -0.0  # one layer holds -0.0 instead
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimiser = MaskedSGD(model=model, lr=0.5, momentum=0.9, weight_decay=0.05, mask=mask)
+    for _ in range(4):
+        optimiser.run_epoch(data=data, batch_size=8, generator=torch.Generator().manual_seed(0))
+    optimiser.run_epoch(
+        data=data, batch_size=8, generator=torch.Generator().manual_seed(1), ascent=True
+    )
+    for n, p in model.named_parameters():
+        frozen = mask[n] == 0
+        assert torch.equal(_bits(p.detach()[frozen]), _bits(before[n][frozen])), n
+        assert bool((p.detach() != before[n])[~frozen].any()), n
+    assert bool(first.detach()[mask["0.weight"] == 0].signbit().all())
+
+
+def test_zeroing_a_gradient_survives_inf_and_nan() -> None:
+    # The multiply is exact for finite gradients; inf * 0 would be NaN, so non-finite
+    # gradients take masked_fill_ and their masked-out entries still become zero.
+    keep = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    drop = keep == 0
+    finite = torch.tensor([2.5, -3.0, -1.0, 4.0])
+    _zero_dropped(finite, drop=drop, keep=keep)
+    assert finite.tolist() == [2.5, 0.0, -1.0, 0.0]
+    for bad in (math.inf, math.nan):
+        grad = torch.tensor([2.5, bad, -1.0, -math.inf])
+        _zero_dropped(grad, drop=drop, keep=keep)
+        assert torch.equal(_bits(grad[drop]), _bits(torch.zeros(2)))
+        assert grad[~drop].tolist() == [2.5, -1.0]
