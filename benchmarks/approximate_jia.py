@@ -30,18 +30,22 @@ seeds): no method can be expected to come closer to the reference than that.
 
 Hyperparameters: ``--tune`` searches each iterative method's learning rate (x0.01 to x10) and
 epochs (x1, x2; EU-k x1 to x3 in half steps), then, with those fixed, SalUn's rho, l1-sparse's
-gamma and boundary shrink's epsilon (KNOB_GRID), on a *validation* setting (seed 1, a different
-forget set, class and initialisation; Fashion-MNIST from other training images, for the
-50,000-image setting the 10,000 it leaves out; CIFAR-10 with 1,000 of its training images as the
-test set) and keeps, per method, the lowest validation Avg. Gap among the settings that ran
-within 9% of the validation Retrain's time (10% headroom). A setting's time is the median of
-four runs of it, against the mean of two validation Retrains: one timing of a few seconds can
-be off by more than the headroom. It writes
+gamma and boundary shrink's epsilon (KNOB_GRID), on a *validation* setting (other seeds, so a
+different forget set, class and initialisation; Fashion-MNIST from other training images, for
+the 50,000-image setting the 10,000 it leaves out; CIFAR-10 with 1,000 of its training images as
+the test set) and keeps, per method, the lowest validation Avg. Gap among the settings that ran
+within 9% of the validation Retrain's time (10% headroom). The small settings search on three
+validation trials (seeds 1-3; the gap between their means), the 50,000-image one on one (seed
+1). A setting's time is the median of four runs of it, against the mean of two validation
+Retrains: one timing of a few seconds can be off by more than the headroom. It writes
 results/approximate_jia_tuned.json; the reported run reads it and never sees its own numbers
 during tuning. Without that file the defaults below are used.
 
     # every method (about 25 minutes on 2 cores before the retimings were added)
     .venv/bin/python benchmarks/approximate_jia.py --tune --jobs 2
+    # only the small settings' scenarios, keeping the other choices
+    .venv/bin/python benchmarks/approximate_jia.py --tune --jobs 2 \
+        --datasets fashion_mnist_subset cifar10_subset
     .venv/bin/python benchmarks/approximate_jia.py --tune --methods eu_k --jobs 2  # 19 minutes
     .venv/bin/python benchmarks/approximate_jia.py --jobs 2          # 40-65 minutes on 2 cores
     .venv/bin/python benchmarks/approximate_jia.py --quick           # a smoke run
@@ -119,6 +123,12 @@ KNOB_GRID: dict[str, dict[str, tuple[float, ...]]] = {
     "boundary_shrink": {"epsilon": (0.03, 0.1, 0.3)},
 }
 TRIAL_STRIDE = 100  # trial t runs with seed + 100 t
+# Validation trials per setting. One trial on 6,000 images is noisy at the noise floor's level
+# (stop 16 kept EU-k's 4 epochs at lr x3 on a validation gap of 0.77, and the reported tables
+# got 2.11 and 1.84 where stop 15 had 1.32); the small settings are cheap, so they search on
+# the mean over three. The 50,000-image setting, where one trial costs minutes, keeps one.
+VALIDATION_SEEDS: dict[str, tuple[int, ...]] = {"fashion_mnist": (1,)}
+SMALL_SETTING_SEEDS = (1, 2, 3)
 NOISE_FLOOR = "retrain (other seeds)"
 _REFERENCES = ("retrain", "original", NOISE_FLOOR)
 _METRICS = ("UA", "RA", "TA", "MIA")
@@ -162,6 +172,11 @@ QUICK = Scale(
 # A setting names the dataset it draws from when the two differ (the subset is the low-data
 # regime: a tenth of Fashion-MNIST's training split, where the CNN memorises far more).
 SOURCE = {"fashion_mnist_subset": "fashion_mnist"}
+
+
+def validation_seeds(setting: str) -> tuple[int, ...]:
+    """The seeds of a setting's validation trials (never a reported trial's seed)."""
+    return VALIDATION_SEEDS.get(setting, SMALL_SETTING_SEEDS)
 
 
 def source(setting: str) -> str:
@@ -238,6 +253,15 @@ class Split:
     retain: LabelledData
     test: LabelledData
     forgotten_class: int | None
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One validation trial: its original, its forget/retain split and its seed."""
+
+    original: nn.Module
+    split: Split
+    seed: int
 
 
 def make_split(
@@ -489,30 +513,44 @@ def run_tuning_grid(
     *,
     dataset: str,
     scenario: str,
-    original: nn.Module,
-    split: Split,
+    folds: list[Fold],
     scale: Scale,
     methods: list[str],
 ) -> dict[str, Any]:
     """Per method: the best (lr, epochs) multiplier, then the best value of its own knob.
 
-    A coordinate search against one validation Retrain: every (lr, epochs) pair first, then,
-    with that pair fixed, each value in ``KNOB_GRID`` for the methods that have one. "Best" is
-    the lowest gap whose median time, over 1 + RETIMINGS runs, is within TUNING_BUDGET of the
-    Retrain's mean time over two runs (the lowest gap overall when nothing fits).
+    A coordinate search against the validation Retrains: every (lr, epochs) pair first, then,
+    with that pair fixed, each value in ``KNOB_GRID`` for the methods that have one. A
+    setting's gap is the Avg. Gap between its means and the Retrains' means over the folds
+    (as the reported tables take it over trials), its time the ratio of the mean times. "Best"
+    is the lowest gap whose median time, over 1 + RETIMINGS runs, is within TUNING_BUDGET of
+    the Retrains' mean time over two runs each (the lowest gap overall when nothing fits).
     """
     base = default_configs(scale)
-    common = {"original": original, "mask": None, "split": split, "scale": scale, "seed": 1}
-    ref = retrain_row(**common)
-    ref_seconds = [ref["seconds"], retrain_row(**common)["seconds"]]
-    ref = {**ref, "seconds": float(np.mean(ref_seconds))}
+    refs: list[dict[str, Any]] = []
+    ref_seconds: list[float] = []
+    for fold in folds:
+        common = {"original": fold.original, "mask": None, "split": fold.split, "scale": scale}
+        first = retrain_row(**common, seed=fold.seed)
+        seconds = [first["seconds"], retrain_row(**common, seed=fold.seed)["seconds"]]
+        ref_seconds += seconds
+        refs.append({**first, "seconds": float(np.mean(seconds))})
+    ref = _mean_row("retrain", refs)
 
     def run(name: str, choice: dict[str, Any]) -> dict[str, Any]:
         config = configured(base[name], name, choice)
-        row = method_row(
-            name=name, config=config, original=original, mask=None, split=split, seed=1
-        )
-        return with_gaps([ref, row])[1]
+        rows = [
+            method_row(
+                name=name,
+                config=config,
+                original=fold.original,
+                mask=None,
+                split=fold.split,
+                seed=fold.seed,
+            )
+            for fold in folds
+        ]
+        return with_gaps([ref, _mean_row(name, rows)])[1]
 
     def trial(name: str, choice: dict[str, Any]) -> dict[str, Any]:
         row = run(name, choice)
@@ -566,20 +604,22 @@ def run_tuning_grid(
 def tune_scenario(dataset: str, scenario: str, scale: Scale, methods: list[str]) -> dict[str, Any]:
     """Each method's (lr, epochs) with the lowest validation gap in one scenario of a setting.
 
-    Both scenarios of a setting train the same validation original (same seed), so they can
-    run in parallel at the price of training it twice.
+    Both scenarios of a setting train the same validation originals (same seeds), so they can
+    run in parallel at the price of training them twice.
     """
     torch.set_num_threads(1)
     train, test = load_setting(dataset, scale, validation=True)
-    dense, _, _, _ = originals(dataset, train, scale, seed=1)
+    folds = [
+        Fold(
+            original=originals(dataset, train, scale, seed=seed)[0],
+            split=make_split(train, test, scenario, seed=seed),
+            seed=seed,
+        )
+        for seed in validation_seeds(dataset)
+    ]
     return {
         f"{dataset}/{scenario}": run_tuning_grid(
-            dataset=dataset,
-            scenario=scenario,
-            original=dense,
-            split=make_split(train, test, scenario, seed=1),
-            scale=scale,
-            methods=methods,
+            dataset=dataset, scenario=scenario, folds=folds, scale=scale, methods=methods
         )
     }
 
@@ -597,7 +637,7 @@ def tune(scale: Scale, methods: list[str], jobs: int) -> dict[str, Any]:
         "epoch_grid_of": EPOCH_GRID_OF,
         "knob_grid": KNOB_GRID,
         "budget": TUNING_BUDGET,
-        "validation_seed": 1,
+        "validation_seeds": {d: validation_seeds(d) for d in scale.train},
         "choices": chosen,
         "searched": methods,
     }
@@ -611,13 +651,19 @@ def _largest_first(scale: Scale) -> list[str]:
 def merged(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """``previous`` tuning with the methods searched in ``new`` replaced by their new picks.
 
-    ``--tune --methods A B`` re-searches only A and B and keeps every other method's choice.
+    ``--tune --methods A B`` re-searches only A and B and keeps every other method's choice;
+    ``--tune --datasets D`` re-searches only D's scenarios.
     """
     choices = {key: dict(picks) for key, picks in previous["choices"].items()}
     for key, picks in new["choices"].items():
         choices.setdefault(key, {}).update(picks)
     searched = sorted(set(previous.get("searched", [])) | set(new["searched"]))
-    return {**new, "choices": choices, "searched": searched}
+    # Files from before the per-setting seeds searched every setting on seed 1.
+    seeds = previous.get("validation_seeds") or {
+        key.split("/")[0]: [previous.get("validation_seed", 1)] for key in choices
+    }
+    seeds = {**seeds, **new["validation_seeds"]}
+    return {**new, "choices": choices, "searched": searched, "validation_seeds": seeds}
 
 
 def _map(fn: Any, arguments: list[tuple[Any, ...]], jobs: int) -> list[Any]:
@@ -769,7 +815,8 @@ def main() -> None:
     started = time.perf_counter()
     if args.tune:
         tuned = tune(scale, args.methods, args.jobs)
-        if tuned_file.exists() and set(args.methods) != set(METHOD_ORDER):
+        partial = set(args.methods) != set(METHOD_ORDER) or set(args.datasets) != set(FULL.train)
+        if tuned_file.exists() and partial:
             tuned = merged(json.loads(tuned_file.read_text()), tuned)
         tuned_file.write_text(json.dumps(clean_json(tuned), indent=2))
         print(f"wrote {tuned_file} in {time.perf_counter() - started:.0f} s")
@@ -782,8 +829,9 @@ def main() -> None:
             f"learning-rate x {list(LR_GRID)} and epochs x {list(EPOCH_GRID)} "
             f"({', '.join(f'{m} x {list(g)}' for m, g in EPOCH_GRID_OF.items())}), then each "
             f"method's own knob ({_knobs()}), from {tuned_file.name}, searched on the "
-            "validation setting (seed 1; never on these runs), lowest validation Avg. Gap "
-            f"within {TUNING_BUDGET:.0%} of the validation Retrain's time; fisher and "
+            f"validation setting (seeds {_validation_seeds(tuned_file)}; never on these runs), "
+            "lowest validation Avg. Gap between means over the validation trials, within "
+            f"{TUNING_BUDGET:.0%} of the validation Retrains' time; fisher and "
             "influence at defaults. Chosen: "
             + "; ".join(
                 f"{key}: " + ", ".join(f"{m} {_choice(c)}" for m, c in pick.items())
@@ -844,6 +892,13 @@ def main() -> None:
     args.out.with_suffix(".md").write_text(markdown(report))
     plot(report, args.out.with_suffix(".png"))
     print(report["summary"])
+
+
+def _validation_seeds(tuned_file: Path) -> str:
+    """Which validation seeds the tuned file's searches used, per setting."""
+    tuned = json.loads(tuned_file.read_text())
+    seeds = tuned.get("validation_seeds", {})
+    return ", ".join(f"{d} {list(s)}" for d, s in seeds.items()) or "1"
 
 
 def _knobs() -> str:
