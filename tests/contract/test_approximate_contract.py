@@ -49,6 +49,7 @@ def test_every_method_family_is_registered() -> None:
         "salun",
         "boundary_shrink",
         "eu_k",
+        "neggrad_eu_k",
     }
     assert expected <= set(NAMES)
 

@@ -50,13 +50,22 @@ def test_methods_lists_every_strategy_and_method_with_its_guarantee(
 ) -> None:
     code, out, _ = run(capsys, "methods")
     assert code == 0
-    for name in ("sisa", "retrain", "finetune", "gradient_ascent", "salun", "influence", "eu_k"):
+    for name in (
+        "sisa",
+        "retrain",
+        "finetune",
+        "gradient_ascent",
+        "salun",
+        "influence",
+        "eu_k",
+        "neggrad_eu_k",
+    ):
         assert name in out
     assert "exact" in out and "approximate" in out
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("method", ["finetune", "eu_k"])
+@pytest.mark.parametrize("method", ["finetune", "eu_k", "neggrad_eu_k"])
 def test_forget_with_a_method_is_labelled_approximate_and_verify_says_so(
     workspace: str, capsys: pytest.CaptureFixture[str], method: str
 ) -> None:

@@ -25,6 +25,7 @@ from obliviate.strategies.approximate import (
     InfluenceUnlearningConfig,
     L1SparseConfig,
     LabelledData,
+    NegGradEUkConfig,
     RandomLabelConfig,
     RetrainReferenceConfig,
     SalUnConfig,
@@ -47,6 +48,7 @@ FAST: dict[str, Any] = {
     "salun": SalUnConfig(epochs=2),
     "boundary_shrink": BoundaryShrinkConfig(epochs=2),
     "eu_k": EUkConfig(epochs=2),
+    "neggrad_eu_k": NegGradEUkConfig(layers=1, head_epochs=2),
 }
 
 

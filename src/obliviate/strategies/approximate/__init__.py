@@ -30,6 +30,7 @@ from obliviate.strategies.approximate.influence import (
     InfluenceUnlearningConfig,
 )
 from obliviate.strategies.approximate.l1_sparse import L1Sparse, L1SparseConfig
+from obliviate.strategies.approximate.neggrad_eu_k import NegGradEUk, NegGradEUkConfig
 from obliviate.strategies.approximate.pruning import (
     PRUNERS,
     PruneConfig,
@@ -62,6 +63,8 @@ __all__ = [
     "L1SparseConfig",
     "LabelledData",
     "MaskedSGD",
+    "NegGradEUk",
+    "NegGradEUkConfig",
     "PruneConfig",
     "PruneResult",
     "Pruner",

@@ -36,7 +36,7 @@ Our implementation:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, runtime_checkable
 
@@ -54,7 +54,14 @@ from obliviate.strategies.approximate.base import METHODS, UnlearningMethod
 from obliviate.strategies.approximate.data import LabelledData, LossFn
 from obliviate.strategies.approximate.retrain import reinitialise
 
-__all__ = ["EUk", "EUkConfig", "HeadSplittable", "fold_standardisation", "split_head"]
+__all__ = [
+    "EUk",
+    "EUkConfig",
+    "HeadSplittable",
+    "fold_standardisation",
+    "retrain_head",
+    "split_head",
+]
 
 _FEATURE_BATCH = 1024
 _STD_FLOOR = 1e-3  # a near-constant feature is scaled by at most 1/_STD_FLOOR
@@ -201,6 +208,70 @@ def fold_standardisation(layer: nn.Linear, *, shift: Tensor, scale: Tensor) -> N
     layer.weight.copy_(weight)
 
 
+def retrain_head(
+    *,
+    model: nn.Module,
+    retain: LabelledData,
+    config: EUkConfig,
+    loss_fn: LossFn,
+    generator: torch.Generator,
+    mask: Mapping[str, Tensor] | None,
+    note: Callable[[str], None],
+) -> tuple[int, dict[str, float]]:
+    """EU-k's work on ``model``, in place: re-initialise the head, train it on cached features.
+
+    A function rather than a method so that other methods can end with it (NegGrad+ then
+    EU-k); ``note`` receives the run's log lines. Returns (sample passes, evidence).
+    """
+    c = config
+    body, head = split_head(model, c.layers)
+    device = next(model.parameters()).device
+    features = _features(body, retain, device)
+    reinitialise(head)
+    head_mask = _head_mask(model, head, mask)
+    enforce_mask(head, head_mask)
+    first = next(head.children(), head)  # the module the features enter
+    fold: tuple[nn.Linear, Tensor, Tensor] | None = None  # (layer, shift, scale)
+    if c.standardise and isinstance(first, nn.Linear) and features.dim() == 2:
+        mean = features.mean(dim=0)
+        scale = _column_std(features, mean).clamp_min(_STD_FLOOR)
+        local = {id(p): n for n, p in head.named_parameters()}
+        bias_mask = head_mask.get(local.get(id(first.bias), ""))
+        centred = first.bias is not None and (bias_mask is None or bool(bias_mask.all()))
+        shift = mean if centred else torch.zeros_like(scale)
+        features.sub_(shift).div_(scale)  # in place: the cache is ours and large
+        fold = (first, shift, scale)
+    elif c.standardise:
+        note(
+            "features not standardised: the head does not start with a Linear layer on "
+            f"flat features ({type(first).__name__}, input shape {tuple(features.shape[1:])})"
+        )
+    cached = LabelledData(features=features.detach(), labels=retain.labels.to(device))
+    steps = c.epochs * math.ceil(len(cached) / c.batch_size)
+    passes = masked_sgd(
+        model=head,
+        data=cached,
+        epochs=c.epochs,
+        lr=c.lr,
+        batch_size=c.batch_size,
+        generator=generator,
+        momentum=c.momentum,
+        weight_decay=c.weight_decay,
+        loss_fn=loss_fn,
+        mask=head_mask,
+        lr_at_step=lambda step: cosine_lr(c.lr, step, steps),
+    )
+    if fold is not None:
+        layer, shift, scale = fold
+        fold_standardisation(layer, shift=shift, scale=scale)
+    return passes, {
+        "layers_reinitialised": float(c.layers),
+        "head_parameters": float(sum(p.numel() for p in head.parameters())),
+        "feature_dim": float(features[0].numel()),
+        "standardised": float(fold is not None),
+    }
+
+
 @METHODS.register("eu_k")
 class EUk(UnlearningMethod):
     """Re-initialises and retrains the last k layers; see the module docstring."""
@@ -221,50 +292,12 @@ class EUk(UnlearningMethod):
         generator: torch.Generator,
         mask: Mapping[str, Tensor] | None,
     ) -> tuple[int, dict[str, float]]:
-        c = self.config
-        body, head = split_head(model, c.layers)
-        device = next(model.parameters()).device
-        features = _features(body, retain, device)
-        reinitialise(head)
-        head_mask = _head_mask(model, head, mask)
-        enforce_mask(head, head_mask)
-        first = next(head.children(), head)  # the module the features enter
-        fold: tuple[nn.Linear, Tensor, Tensor] | None = None  # (layer, shift, scale)
-        if c.standardise and isinstance(first, nn.Linear) and features.dim() == 2:
-            mean = features.mean(dim=0)
-            scale = _column_std(features, mean).clamp_min(_STD_FLOOR)
-            local = {id(p): n for n, p in head.named_parameters()}
-            bias_mask = head_mask.get(local.get(id(first.bias), ""))
-            centred = first.bias is not None and (bias_mask is None or bool(bias_mask.all()))
-            shift = mean if centred else torch.zeros_like(scale)
-            features.sub_(shift).div_(scale)  # in place: the cache is ours and large
-            fold = (first, shift, scale)
-        elif c.standardise:
-            self.note(
-                "features not standardised: the head does not start with a Linear layer on "
-                f"flat features ({type(first).__name__}, input shape {tuple(features.shape[1:])})"
-            )
-        cached = LabelledData(features=features.detach(), labels=retain.labels.to(device))
-        steps = c.epochs * math.ceil(len(cached) / c.batch_size)
-        passes = masked_sgd(
-            model=head,
-            data=cached,
-            epochs=c.epochs,
-            lr=c.lr,
-            batch_size=c.batch_size,
-            generator=generator,
-            momentum=c.momentum,
-            weight_decay=c.weight_decay,
+        return retrain_head(
+            model=model,
+            retain=retain,
+            config=self.config,
             loss_fn=loss_fn,
-            mask=head_mask,
-            lr_at_step=lambda step: cosine_lr(c.lr, step, steps),
+            generator=generator,
+            mask=mask,
+            note=self.note,
         )
-        if fold is not None:
-            layer, shift, scale = fold
-            fold_standardisation(layer, shift=shift, scale=scale)
-        return passes, {
-            "layers_reinitialised": float(c.layers),
-            "head_parameters": float(sum(p.numel() for p in head.parameters())),
-            "feature_dim": float(features[0].numel()),
-            "standardised": float(fold is not None),
-        }
