@@ -6,16 +6,16 @@ whose NegGrad+ baseline descends on the retain set while it ascends on the forge
 arXiv:2201.06640, for EU-k (see :mod:`obliviate.strategies.approximate.eu_k`). Running one
 after the other is our combination, not a method from either paper.
 
-Why the combination: EU-k re-initialises the head and trains it on the retain set, which
-removes what the head stored about the forget set, but it keeps the body as it was trained,
-forget set included. In our Jia et al. benchmark that left EU-k's forget accuracy above
-Retrain's under random forgetting (Fashion-MNIST, 6,000 images: UA 12.1 against 15.1 in the
-latest run), a gap no head-side knob closed. A short NegGrad+ pass over the whole model first moves the body's
+Why the combination: EU-k re-initialises the head and trains it on the retain set, which removes
+what the head stored about the forget set, but it keeps the body as it was trained, forget set
+included. In our Jia et al. benchmark that left EU-k's forget accuracy above Retrain's under
+random forgetting (Fashion-MNIST, 6,000 images: UA 12.1 against 15.1 in the latest run), a gap
+no head-side knob closed. A short NegGrad+ pass over the whole model first moves the body's
 features of the forget samples away from what it memorised, while the retain term keeps the
 features the retain set needs; the retrained head then fits the retain set on the moved
 features. NegGrad+ alone would have to repair the head as well; EU-k alone cannot reach the
-body. The ascent phase costs one forward and backward pass per forget sample and as many
-retain samples per epoch (a fifth of a training epoch at 10% forgetting).
+body. The ascent phase costs one forward and backward pass per forget sample and as many retain
+samples per epoch (a fifth of a training epoch at 10% forgetting).
 
 What it is not: exact, nor certified. Both phases are heuristics; the forget set's influence
 on the body is reduced, not removed, and how far is measured (UA, MIA against Retrain), not
