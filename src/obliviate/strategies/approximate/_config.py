@@ -22,6 +22,7 @@ __all__ = [
     "check_positive",
     "check_positive_int",
     "check_unit_interval",
+    "check_weight",
     "sgd_problems",
 ]
 
@@ -62,6 +63,12 @@ def check_fraction(problems: list[str], name: str, value: object) -> None:
     """Appends a problem unless ``value`` lies in (0, 1] (a kept fraction such as rho)."""
     if not (_is_number(value) and 0 < float(value) <= 1):  # type: ignore[arg-type]
         problems.append(f"{name} must lie in (0, 1]; got {value!r}")
+
+
+def check_weight(problems: list[str], name: str, value: object) -> None:
+    """Appends a problem unless ``value`` lies in [0, 1] (a mixing weight, ends included)."""
+    if not (_is_number(value) and 0 <= float(value) <= 1):  # type: ignore[arg-type]
+        problems.append(f"{name} must lie in [0, 1]; got {value!r}")
 
 
 def check_choice(problems: list[str], name: str, value: object, choices: tuple[str, ...]) -> None:

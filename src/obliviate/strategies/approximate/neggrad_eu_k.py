@@ -51,6 +51,7 @@ from obliviate.strategies.approximate._config import (
     check_positive,
     check_positive_int,
     check_unit_interval,
+    check_weight,
     sgd_problems,
 )
 from obliviate.strategies.approximate._loop import MaskedSGD
@@ -102,14 +103,7 @@ class NegGradEUkConfig(MethodConfig):
 
     def _problems(self) -> list[str]:
         problems = sgd_problems(self)
-        weight = self.retain_weight
-        if not (
-            isinstance(weight, int | float)
-            and not isinstance(weight, bool)
-            and math.isfinite(weight)
-            and 0 <= weight <= 1
-        ):
-            problems.append(f"retain_weight must lie in [0, 1]; got {weight!r}")
+        check_weight(problems, "retain_weight", self.retain_weight)
         check_positive(problems, "max_grad_norm", self.max_grad_norm)
         check_positive_int(problems, "layers", self.layers)
         check_positive(problems, "head_lr", self.head_lr)
