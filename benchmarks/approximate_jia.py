@@ -139,6 +139,7 @@ NOISE_FLOOR = "retrain (other seeds)"
 _REFERENCES = ("retrain", "original", NOISE_FLOOR)
 _METRICS = ("UA", "RA", "TA", "MIA")
 SCENARIOS = ("random", "classwise")
+MODES = ("dense", "sparse")
 SALUN_TARGET = 1.15  # SalUn's published Avg. Gap, CIFAR-10 ResNet-18, 10% random forgetting
 
 
@@ -263,11 +264,12 @@ class Split:
 
 @dataclass(frozen=True)
 class Fold:
-    """One validation trial: its original, its forget/retain split and its seed."""
+    """One validation trial: its original (and sparsity mask), its split and its seed."""
 
     original: nn.Module
     split: Split
     seed: int
+    mask: dict[str, torch.Tensor] | None = None
 
 
 def make_split(
@@ -422,9 +424,9 @@ def trial_tables(
     dense, sparse, mask, _ = originals(dataset, train, scale, seed)
     for scenario in SCENARIOS:
         split = make_split(train, test, scenario, seed, forgotten_class=(3 * trial) % 10)
-        chosen = choices.get(f"{dataset}/{scenario}", {})
-        configs = {m: configured(base[m], m, chosen.get(m)) for m in methods}
         for mode, model, model_mask in (("dense", dense, None), ("sparse", sparse, mask)):
+            chosen = mode_choices(choices, dataset, scenario, mode)
+            configs = {m: configured(base[m], m, chosen.get(m)) for m in methods}
             rows = references(original=model, mask=model_mask, split=split, scale=scale, seed=seed)
             for name in methods:
                 rows.append(
@@ -536,7 +538,12 @@ def run_tuning_grid(
     refs: list[dict[str, Any]] = []
     ref_seconds: list[float] = []
     for fold in folds:
-        common = {"original": fold.original, "mask": None, "split": fold.split, "scale": scale}
+        common: dict[str, Any] = {
+            "original": fold.original,
+            "mask": fold.mask,
+            "split": fold.split,
+            "scale": scale,
+        }
         first = retrain_row(**common, seed=fold.seed)
         seconds = [first["seconds"], retrain_row(**common, seed=fold.seed)["seconds"]]
         ref_seconds += seconds
@@ -550,7 +557,7 @@ def run_tuning_grid(
                 name=name,
                 config=config,
                 original=fold.original,
-                mask=None,
+                mask=fold.mask,
                 split=fold.split,
                 seed=fold.seed,
             )
@@ -607,34 +614,71 @@ def run_tuning_grid(
     return chosen
 
 
-def tune_scenario(dataset: str, scenario: str, scale: Scale, methods: list[str]) -> dict[str, Any]:
+def choice_key(dataset: str, scenario: str, mode: str = "dense") -> str:
+    """Where a tuned file keeps the picks of one (setting, scenario, mode).
+
+    Dense picks keep the key files from before per-mode searches used; sparse ones add
+    ``/sparse``.
+    """
+    return f"{dataset}/{scenario}" + ("" if mode == "dense" else f"/{mode}")
+
+
+def mode_choices(
+    choices: dict[str, dict[str, Any]], dataset: str, scenario: str, mode: str
+) -> dict[str, Any]:
+    """Each method's pick for one table: the mode's own search where it ran, else dense's.
+
+    The sparse model is another model (its retain accuracy, and Retrain's, sit lower), so a
+    step size searched on the dense one need not suit it; methods never searched on the sparse
+    validation models keep their dense pick.
+    """
+    dense = choices.get(choice_key(dataset, scenario), {})
+    if mode == "dense":
+        return dict(dense)
+    return {**dense, **choices.get(choice_key(dataset, scenario, mode), {})}
+
+
+def tune_scenario(
+    dataset: str, scenario: str, scale: Scale, methods: list[str], mode: str = "dense"
+) -> dict[str, Any]:
     """Each method's (lr, epochs) with the lowest validation gap in one scenario of a setting.
 
     Both scenarios of a setting train the same validation originals (same seeds), so they can
-    run in parallel at the price of training them twice.
+    run in parallel at the price of training them twice. ``mode`` picks the dense original or
+    the OMP-sparse one (unlearned and retrained under its mask, as in the reported tables).
     """
     torch.set_num_threads(1)
     train, test = load_setting(dataset, scale, validation=True)
-    folds = [
-        Fold(
-            original=originals(dataset, train, scale, seed=seed)[0],
-            split=make_split(train, test, scenario, seed=seed),
-            seed=seed,
+    folds = []
+    for seed in validation_seeds(dataset):
+        dense, sparse, mask, _ = originals(dataset, train, scale, seed=seed)
+        folds.append(
+            Fold(
+                original=dense if mode == "dense" else sparse,
+                split=make_split(train, test, scenario, seed=seed),
+                seed=seed,
+                mask=None if mode == "dense" else mask,
+            )
         )
-        for seed in validation_seeds(dataset)
-    ]
     return {
-        f"{dataset}/{scenario}": run_tuning_grid(
+        choice_key(dataset, scenario, mode): run_tuning_grid(
             dataset=dataset, scenario=scenario, folds=folds, scale=scale, methods=methods
         )
     }
 
 
-def tune(scale: Scale, methods: list[str], jobs: int) -> dict[str, Any]:
+def tune(
+    scale: Scale, methods: list[str], jobs: int, modes: tuple[str, ...] = MODES
+) -> dict[str, Any]:
     """Searches the iterative methods' step sizes and epochs on the validation setting."""
     methods = [m for m in methods if m not in STEP_FIELD]  # FF and IU cost too much to search
     chosen: dict[str, Any] = {}
-    work = [(d, c, scale, methods) for d in _largest_first(scale) for c in SCENARIOS]
+    work = [
+        (d, c, scale, methods, mode)
+        for d in _largest_first(scale)
+        for c in SCENARIOS
+        for mode in modes
+    ]
     for part in _map(tune_scenario, work, jobs):
         chosen.update(part)
     return {
@@ -646,6 +690,7 @@ def tune(scale: Scale, methods: list[str], jobs: int) -> dict[str, Any]:
         "validation_seeds": {d: validation_seeds(d) for d in scale.train},
         "choices": chosen,
         "searched": methods,
+        "searched_modes": {mode: methods for mode in modes},
     }
 
 
@@ -664,12 +709,22 @@ def merged(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     for key, picks in new["choices"].items():
         choices.setdefault(key, {}).update(picks)
     searched = sorted(set(previous.get("searched", [])) | set(new["searched"]))
+    # Files from before per-mode searches searched the dense models only.
+    modes = previous.get("searched_modes") or {"dense": previous.get("searched", [])}
+    for mode, names in new["searched_modes"].items():
+        modes[mode] = sorted(set(modes.get(mode, [])) | set(names))
     # Files from before the per-setting seeds searched every setting on seed 1.
     seeds = previous.get("validation_seeds") or {
         key.split("/")[0]: [previous.get("validation_seed", 1)] for key in choices
     }
     seeds = {**seeds, **new["validation_seeds"]}
-    return {**new, "choices": choices, "searched": searched, "validation_seeds": seeds}
+    return {
+        **new,
+        "choices": choices,
+        "searched": searched,
+        "searched_modes": modes,
+        "validation_seeds": seeds,
+    }
 
 
 def _map(fn: Any, arguments: list[tuple[Any, ...]], jobs: int) -> list[Any]:
@@ -801,6 +856,13 @@ def main() -> None:
     parser.add_argument("--tune", action="store_true", help="search step sizes on validation")
     parser.add_argument("--datasets", nargs="+", choices=list(FULL.train), default=list(FULL.train))
     parser.add_argument("--methods", nargs="+", default=METHOD_ORDER)
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=list(MODES),
+        default=list(MODES),
+        help="which originals --tune searches on (sparse picks fall back to dense ones)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--trials", type=int, default=None, help="override the scale's trials")
     parser.add_argument("--jobs", type=int, default=1, help="(dataset, trial) runs in parallel")
@@ -820,8 +882,12 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if args.tune:
-        tuned = tune(scale, args.methods, args.jobs)
-        partial = set(args.methods) != set(METHOD_ORDER) or set(args.datasets) != set(FULL.train)
+        tuned = tune(scale, args.methods, args.jobs, tuple(args.modes))
+        partial = (
+            set(args.methods) != set(METHOD_ORDER)
+            or set(args.datasets) != set(FULL.train)
+            or set(args.modes) != set(MODES)
+        )
         if tuned_file.exists() and partial:
             tuned = merged(json.loads(tuned_file.read_text()), tuned)
         tuned_file.write_text(json.dumps(clean_json(tuned), indent=2))
@@ -830,7 +896,8 @@ def main() -> None:
     choices: dict[str, dict[str, Any]] = {}
     tuning = "defaults (no tuned file)"
     if tuned_file.exists():
-        choices = json.loads(tuned_file.read_text())["choices"]
+        tuned = json.loads(tuned_file.read_text())
+        choices = tuned["choices"]
         tuning = (
             f"learning-rate x {list(LR_GRID)} and epochs x {list(EPOCH_GRID)} "
             f"({', '.join(f'{m} x {list(g)}' for m, g in EPOCH_GRID_OF.items())}), then each "
@@ -838,7 +905,7 @@ def main() -> None:
             f"validation setting (seeds {_validation_seeds(tuned_file)}; never on these runs), "
             "lowest validation Avg. Gap between means over the validation trials, within "
             f"{TUNING_BUDGET:.0%} of the validation Retrains' time; fisher and "
-            "influence at defaults. Chosen: "
+            f"influence at defaults. {_modes_searched(tuned)} Chosen: "
             + "; ".join(
                 f"{key}: " + ", ".join(f"{m} {_choice(c)}" for m, c in pick.items())
                 for key, pick in choices.items()
@@ -905,6 +972,19 @@ def _validation_seeds(tuned_file: Path) -> str:
     tuned = json.loads(tuned_file.read_text())
     seeds = tuned.get("validation_seeds", {})
     return ", ".join(f"{d} {list(s)}" for d, s in seeds.items()) or "1"
+
+
+def _modes_searched(tuned: dict[str, Any]) -> str:
+    """Which methods the file searched on the sparse models (the rest reuse dense picks)."""
+    sparse = tuned.get("searched_modes", {}).get("sparse", [])
+    if not sparse:
+        return "Searched on the dense models only; the sparse tables reuse the dense picks."
+    where = sorted({key.split("/")[0] for key in tuned["choices"] if key.endswith("/sparse")})
+    return (
+        f"Searched on the sparse models too for {', '.join(sparse)} (settings: "
+        f"{', '.join(where)}; keys ending /sparse); every other sparse table and method reuses "
+        "the dense pick."
+    )
 
 
 def _knobs() -> str:
