@@ -9,7 +9,8 @@ retain set = the clean rest); Retrain trains from scratch on the clean rest. Rep
 success rate (ASR: triggered test images whose true label is not the target, classified as
 the target) and clean test accuracy, before and after, on the dense model and on the
 90%-sparse OMP model. Same recipes as benchmarks/approximate_jia.py (its tuned step sizes for
-random forgetting when results/approximate_jia_tuned.json exists: learning rate and epochs).
+random forgetting when results/approximate_jia_tuned.json exists: learning rate and epochs,
+the sparse model taking the sparse search's picks where that file has them).
 
     .venv/bin/python benchmarks/backdoor_cleanse.py            # ~2 minutes on 2 cores
     .venv/bin/python benchmarks/backdoor_cleanse.py --quick
@@ -44,6 +45,7 @@ from approximate_jia import (  # noqa: E402
     configured,
     default_configs,
     load_setting,
+    mode_choices,
     originals,
     tuned_path,
 )
@@ -104,16 +106,18 @@ def main() -> None:
     forget, retain = dirty.subset(index), dirty.subset(clean_rows)
     dense, sparse, mask, _ = originals(args.dataset, dirty, scale, args.seed)
     base = default_configs(scale)
-    choices: dict[str, Any] = {}
+    choices: dict[str, dict[str, Any]] = {}
     tuned_file = tuned_path(scale_name)
     if tuned_file.exists():
-        choices = json.loads(tuned_file.read_text())["choices"].get(f"{args.dataset}/random", {})
-    configs = {m: configured(base[m], m, choices.get(m)) for m in args.methods}
+        choices = json.loads(tuned_file.read_text())["choices"]
     retrain_cfg = METHODS.get("retrain").config_class(
         lr=scale.lr, epochs=scale.epochs, batch_size=64, schedule="cosine"
     )
     tables: list[dict[str, Any]] = []
     for mode, model, model_mask in (("dense", dense, None), ("90% sparse", sparse, mask)):
+        # Each mode's tuned picks for random forgetting (sparse falls back to dense ones).
+        chosen = mode_choices(choices, args.dataset, "random", mode.split()[-1])
+        configs = {m: configured(base[m], m, chosen.get(m)) for m in args.methods}
         rows: list[dict[str, Any]] = [{"method": "original (poisoned)", **scores(model, test)}]
         common = {"forget": forget, "retain": retain, "seed": args.seed, "mask": model_mask}
         reference = METHODS.get("retrain")(retrain_cfg).unlearn(model=model, **common)
