@@ -114,9 +114,12 @@ def main() -> None:
         lr=scale.lr, epochs=scale.epochs, batch_size=64, schedule="cosine"
     )
     tables: list[dict[str, Any]] = []
-    for mode, model, model_mask in (("dense", dense, None), ("90% sparse", sparse, mask)):
+    for mode, label, model, model_mask in (
+        ("dense", "dense", dense, None),
+        ("sparse", "90% sparse", sparse, mask),
+    ):
         # Each mode's tuned picks for random forgetting (sparse falls back to dense ones).
-        chosen = mode_choices(choices, args.dataset, "random", mode.split()[-1])
+        chosen = mode_choices(choices, args.dataset, "random", mode)
         configs = {m: configured(base[m], m, chosen.get(m)) for m in args.methods}
         rows: list[dict[str, Any]] = [{"method": "original (poisoned)", **scores(model, test)}]
         common = {"forget": forget, "retain": retain, "seed": args.seed, "mask": model_mask}
@@ -131,8 +134,8 @@ def main() -> None:
                 rows.append({"method": name, "error": str(exc)})
                 continue
             rows.append({"method": name, **scores(result.model, test), "seconds": result.seconds})
-        tables.append({"mode": mode, "rows": rows})
-        print(mode, json.dumps(rows, indent=1), flush=True)
+        tables.append({"mode": label, "rows": rows})
+        print(label, json.dumps(rows, indent=1), flush=True)
     conditions = (
         f"{_LABEL[scale_name]}{args.dataset}: {len(dirty)} training "
         f"images, {len(forget)} poisoned ({args.fraction:.0%}, 3x3 white patch bottom-right, "
