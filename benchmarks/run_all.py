@@ -17,6 +17,7 @@ SCRIPTS = [
     "online_ensemble.py",
     "s3t.py",
     "approximate_jia.py",
+    "jia_validation_folds.py",
     "certified_removal.py",
     "backdoor_cleanse.py",
     "evaluation_suite.py",
