@@ -27,7 +27,7 @@ lr 0.05 and 15 epochs two Retrains of the CIFAR-10 subset ended at RA 74% and 91
 reference itself was noise. Like the published tables, every cell is the mean over
 independent trials (a trial = its own initialisation, forget set or class, and unlearning
 seed): ten in the two small settings, as in the SalUn table the target quotes, and three at
-50,000 images, where a trial costs about 20 minutes. Avg. Gap is taken between the means;
+50,000 images, where a trial takes 35-40 minutes. Avg. Gap is taken between the means;
 the mean of the per-trial Avg. Gaps is reported next to it. The noise floor is the Avg. Gap
 of a second set of Retrains (other seeds): no method can be expected to come closer to the
 reference than that.
@@ -178,7 +178,7 @@ FULL = Scale(
     method_epochs=1,
     # The small settings run SalUn's published protocol, ten independent trials (their
     # per-trial spread is several points of UA and MIA on 400-600 forget samples, and three
-    # trials left the headline gap within that noise); a 50,000-image trial costs 20 minutes.
+    # trials left the headline gap within that noise); a 50,000-image trial takes 35-40 minutes.
     trials_of={"fashion_mnist_subset": 10, "cifar10_subset": 10},
 )
 REDUCED = Scale(
