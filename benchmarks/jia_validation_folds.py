@@ -62,7 +62,7 @@ def fold_rows(
 def summarise(
     dataset: str,
     mode: str,
-    folds: list[dict[str, list[dict[str, Any]]]],
+    folds: dict[int, dict[str, list[dict[str, Any]]]],
     methods: list[str],
     choices: dict[str, Any],
 ) -> dict[str, Any]:
@@ -71,26 +71,23 @@ def summarise(
     CPU that rounds differently: the folds' models are then not the same)."""
     picks = jia.mode_choices(choices, dataset, SCENARIO, mode)
 
-    def gap_over(selected: list[dict[str, list[dict[str, Any]]]], name: str) -> dict[str, Any]:
-        ref = jia._mean_row("retrain", [f[mode][0] for f in selected])
-        row = jia._mean_row(name, [jia._named(f[mode], name) for f in selected])
-        return {
-            **row,
-            "avg_gap": jia.avg_gap(row, ref),
-            "time_ratio": row["seconds"] / ref["seconds"],
-        }
+    def gap_over(seeds: list[int], name: str) -> dict[str, Any]:
+        ref = jia._mean_row("retrain", [folds[s][mode][0] for s in seeds])
+        row = jia._mean_row(name, [jia._named(folds[s][mode], name) for s in seeds])
+        return jia.with_gaps([ref, row])[1]
 
-    searched = folds[: len(jia.SMALL_SETTING_SEEDS)]
+    searched = list(jia.validation_seeds(dataset))
+    every = sorted(folds)
     return {
         "dataset": dataset,
         "mode": mode,
         "folds": len(folds),
-        "retrain": jia._mean_row("retrain", [f[mode][0] for f in folds]),
+        "retrain": jia._mean_row("retrain", [folds[s][mode][0] for s in every]),
         "methods": {
             name: {
                 "search_gap": picks.get(name, {}).get("gap", float("nan")),
                 "searched_folds": gap_over(searched, name),
-                "all_folds": gap_over(folds, name),
+                "all_folds": gap_over(every, name),
             }
             for name in methods
         },
@@ -139,7 +136,7 @@ def main() -> None:
     results = jia._map(fold_rows, work, args.jobs)
     summaries = []
     for dataset in args.datasets:
-        folds = [r for (d, *_), r in zip(work, results, strict=True) if d == dataset]
+        folds = {seed: r for (d, seed, *_), r in zip(work, results, strict=True) if d == dataset}
         summaries += [summarise(dataset, mode, folds, args.methods, choices) for mode in jia.MODES]
     conditions = (
         f"Validation settings of approximate_jia.py (full scale), {SCENARIO} forgetting, folds "
