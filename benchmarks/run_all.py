@@ -18,6 +18,7 @@ SCRIPTS = [
     "s3t.py",
     "approximate_jia.py",
     "jia_validation_folds.py",
+    "mask_memory.py",
     "certified_removal.py",
     "backdoor_cleanse.py",
     "evaluation_suite.py",

@@ -14,7 +14,7 @@ from obliviate.errors import ConfigError, DataError, ObliviateError
 from obliviate.strategies.approximate import METHODS, LabelledData, UnlearningMethod
 from obliviate.strategies.base import Guarantee
 from obliviate.testing import assert_models_equal, model_parameters
-from tests.unit.approximate.helpers import CLASSES, FAST, FEATURES, Setup, trained
+from tests.unit.approximate.helpers import CLASSES, FAST, FEATURES, Setup, half_mask, trained
 
 NAMES = METHODS.names()
 
@@ -27,14 +27,6 @@ def _method(name: str) -> UnlearningMethod:
 @pytest.fixture
 def setup() -> Setup:
     return trained()
-
-
-def _half_mask(setup: Setup) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(7)
-    return {
-        name: (torch.rand(p.shape, generator=generator) < 0.5).to(p.dtype)
-        for name, p in setup.model.named_parameters()
-    }
 
 
 def test_every_method_family_is_registered() -> None:
@@ -101,7 +93,7 @@ def _tensors(data: LabelledData) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_masked_entries_stay_exactly_zero(name: str, setup: Setup) -> None:
-    mask = _half_mask(setup)
+    mask = half_mask(setup.model)
     result = _method(name).unlearn(
         model=setup.model, forget=setup.forget, retain=setup.retain, mask=mask
     )

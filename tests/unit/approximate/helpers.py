@@ -103,3 +103,12 @@ def accuracy(model: nn.Module, data: LabelledData) -> float:
     model.eval()
     with torch.no_grad():
         return float((model(data.features).argmax(dim=1) == data.labels).float().mean())
+
+
+def half_mask(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A seeded pruning mask that keeps about half of every parameter's entries."""
+    generator = torch.Generator().manual_seed(7)
+    return {
+        name: (torch.rand(p.shape, generator=generator) < 0.5).to(p.dtype)
+        for name, p in model.named_parameters()
+    }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -24,7 +26,10 @@ from obliviate.strategies.approximate import (
     RetrainReferenceConfig,
     SalUn,
     SalUnConfig,
+    masked_sgd,
 )
+from obliviate.strategies.approximate._loop import cosine_lr, enforce_mask
+from obliviate.strategies.approximate.base import MASK_NOTE
 from obliviate.strategies.approximate.boundary_shrink import neighbour_labels
 from obliviate.strategies.approximate.data import default_loss
 from obliviate.strategies.approximate.eu_k import split_head
@@ -33,7 +38,7 @@ from obliviate.strategies.approximate.random_label import random_other_labels
 from obliviate.strategies.approximate.retrain import reinitialise
 from obliviate.strategies.approximate.salun import saliency_mask
 from obliviate.testing import model_parameters
-from tests.unit.approximate.helpers import CLASSES, accuracy, trained
+from tests.unit.approximate.helpers import CLASSES, accuracy, half_mask, trained
 
 # The forget set is mislabelled and memorised (accuracy 1.0 against its given labels), so
 # forgetting must lower that accuracy while the retain accuracy stays high.
@@ -198,6 +203,48 @@ def test_reinitialise_refuses_parameters_it_cannot_reset() -> None:
         )
 
 
+def test_a_masked_result_says_the_mask_was_not_unlearned() -> None:
+    setup = trained()
+    method = FineTune(FineTuneConfig(epochs=1))
+    common = {"model": setup.model, "forget": setup.forget, "retain": setup.retain}
+    masked = method.unlearn(**common, mask=half_mask(setup.model))
+    dense = method.unlearn(**common)
+    assert MASK_NOTE in masked.log
+    assert MASK_NOTE not in dense.log
+
+
+def test_retrain_without_reinitialising_trains_the_given_weights_under_the_mask() -> None:
+    # Jia et al.'s Retrain re-seeds with the original's training seed: it starts from the
+    # original's own initialisation, passed here as the model.
+    setup = trained()
+    mask = half_mask(setup.model)
+    init = build_model("mlp", input_shape=(32,), num_classes=CLASSES, hidden=(32,))
+    config = RetrainReferenceConfig(epochs=3, lr=0.05, reinitialise=False)
+    result = RetrainReference(config).unlearn(
+        model=init, forget=setup.forget, retain=setup.retain, mask=mask, seed=7
+    )
+    expected = copy.deepcopy(init)
+    enforce_mask(expected, mask)
+    masked_sgd(
+        model=expected,
+        data=setup.retain,
+        epochs=3,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        generator=torch.Generator().manual_seed(7),
+        mask=mask,
+        lr_at=lambda epoch: cosine_lr(config.lr, epoch, 3),
+    )
+    got, want = model_parameters(result.model), model_parameters(expected)
+    assert all(torch.equal(got[name], want[name]) for name in want)
+    assert all(torch.all(got[name][mask[name] == 0] == 0) for name in mask)
+    fresh = RetrainReference(RetrainReferenceConfig(epochs=3, lr=0.05)).unlearn(
+        model=init, forget=setup.forget, retain=setup.retain, mask=mask, seed=7
+    )
+    other = model_parameters(fresh.model)
+    assert not all(torch.equal(other[name], got[name]) for name in got)
+
+
 CONFIG_ERRORS = [
     (FineTuneConfig, "lr", 0.0),
     (FineTuneConfig, "epochs", 0),
@@ -214,6 +261,7 @@ CONFIG_ERRORS = [
     (BoundaryShrinkConfig, "epsilon", 0.0),
     (BoundaryShrinkConfig, "clamp", (1.0, 0.0)),
     (RetrainReferenceConfig, "schedule", "step"),
+    (RetrainReferenceConfig, "reinitialise", "no"),
 ]
 
 

@@ -13,7 +13,10 @@ every method, so no method can forget it:
   error nothing is returned;
 * randomness comes from the given seed only (a private generator, and a forked, seeded global
   RNG for dropout and re-initialisation);
-* a pruning mask (``mask``) is applied to the copy and re-checked afterwards;
+* a pruning mask (``mask``) is applied to the copy and re-checked afterwards, and the
+  result's log says that the mask itself was not unlearned: a magnitude mask found by
+  training on the forget set is a function of it, and together with the weights it grew
+  from it can still encode that set (``benchmarks/mask_memory.py`` measures this);
 * a non-finite result is an error, never a returned model.
 """
 
@@ -38,6 +41,7 @@ from obliviate.strategies.approximate.data import LabelledData, LossFn, all_fini
 from obliviate.strategies.base import Guarantee
 
 __all__ = [
+    "MASK_NOTE",
     "METHODS",
     "LabelledData",
     "UnlearnResult",
@@ -46,6 +50,11 @@ __all__ = [
 ]
 
 _EVAL_BATCH = 1024
+MASK_NOTE = (
+    "the pruning mask is held as given and is not unlearned: if it was found by training on "
+    "data that included the forget set, it can still encode that set (see "
+    "docs/methods/pruning.md, 'Does the mask remember the forget set?')"
+)
 
 
 @dataclass(frozen=True)
@@ -161,6 +170,8 @@ class UnlearningMethod(ABC):
                 f"the retain set is empty: forgetting all {len(forget)} samples is forgetting "
                 "the whole training set; train a new model instead."
             )
+        if keep is not None:
+            self.note(MASK_NOTE)
         enforce_mask(work, keep)
         original = {n: p.detach().clone() for n, p in work.named_parameters()}
         evidence: dict[str, float] = {
