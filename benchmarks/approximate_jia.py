@@ -345,12 +345,17 @@ def avg_gap(row: dict[str, float], reference: dict[str, float]) -> float:
     return float(np.mean([abs(row[k] - reference[k]) for k in ("UA", "RA", "TA", "MIA")]))
 
 
+def initialisation(dataset: str, shape: tuple[int, ...], seed: int) -> nn.Module:
+    """The untrained network a trial's originals grow from (one draw per dataset and seed)."""
+    torch.manual_seed(derive_seed(seed, "init", source(dataset)))
+    return build_model("cnn", input_shape=shape, num_classes=10)
+
+
 def originals(
     dataset: str, train: LabelledData, scale: Scale, seed: int
 ) -> tuple[nn.Module, nn.Module, dict[str, torch.Tensor], float]:
     """Dense and OMP-sparse originals from one call, and the dense training time."""
-    torch.manual_seed(derive_seed(seed, "init", source(dataset)))
-    init = build_model("cnn", input_shape=train.sample_shape, num_classes=10)
+    init = initialisation(dataset, train.sample_shape, seed)
     config = PruneConfig(epochs=scale.epochs, lr=scale.lr, batch_size=64, rewind_epoch=1)
     result = prune(method="omp", model=init, train=train, sparsity=scale.sparsity, config=config)
     if result.dense is None:  # pragma: no cover - OMP always trains dense
@@ -366,10 +371,18 @@ def retrain_row(
     scale: Scale,
     seed: int,
     name: str = "retrain",
+    reinitialise: bool = True,
 ) -> dict[str, Any]:
-    """Retrain from scratch on the retain set with the originals' recipe: metrics and time."""
+    """Retrain from scratch on the retain set with the originals' recipe: metrics and time.
+
+    ``reinitialise=False`` trains ``original`` from the weights it has (pass an untrained
+    initialisation)."""
     config = METHODS.get("retrain").config_class(
-        lr=scale.lr, epochs=scale.epochs, batch_size=64, schedule="cosine"
+        lr=scale.lr,
+        epochs=scale.epochs,
+        batch_size=64,
+        schedule="cosine",
+        reinitialise=reinitialise,
     )
     result = METHODS.get("retrain")(config).unlearn(
         model=original, forget=split.forget, retain=split.retain, mask=mask, seed=seed

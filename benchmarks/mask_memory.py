@@ -44,10 +44,6 @@ from torch import nn  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import approximate_jia as jia  # noqa: E402
-from obliviate._hashing import derive_seed  # noqa: E402
-from obliviate.models import build_model  # noqa: E402
-from obliviate.strategies.approximate import METHODS  # noqa: E402
-from obliviate.strategies.approximate.pruning import PruneConfig, prune  # noqa: E402
 
 OUT = jia.RESULTS / "mask_memory"
 TRIALS = {"fashion_mnist": 2, "fashion_mnist_subset": 6, "cifar10_subset": 6}
@@ -74,12 +70,6 @@ def cpu_name() -> str:
     return platform.machine()
 
 
-def initialisation(dataset: str, shape: tuple[int, ...], seed: int) -> nn.Module:
-    """The untrained network the Jia benchmark's originals grow from (same seed, same draw)."""
-    torch.manual_seed(derive_seed(seed, "init", jia.source(dataset)))
-    return build_model("cnn", input_shape=shape, num_classes=10)
-
-
 def retrain(
     model: nn.Module,
     mask: dict[str, torch.Tensor] | None,
@@ -89,14 +79,10 @@ def retrain(
     fresh: bool,
 ) -> dict[str, float]:
     """Retrain on D_r with the originals' recipe; ``fresh=False`` keeps ``model``'s weights."""
-    scale = jia.FULL
-    config = METHODS.get("retrain").config_class(
-        lr=scale.lr, epochs=scale.epochs, batch_size=64, schedule="cosine", reinitialise=fresh
+    row = jia.retrain_row(
+        original=model, mask=mask, split=split, scale=jia.FULL, seed=seed, reinitialise=fresh
     )
-    result = METHODS.get("retrain")(config).unlearn(
-        model=model, forget=split.forget, retain=split.retain, mask=mask, seed=seed
-    )
-    return {**jia.metrics(result.model, split), "seconds": result.seconds}
+    return {k: v for k, v in row.items() if k != "method"}
 
 
 def overlap(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -113,11 +99,9 @@ def trial(dataset: str, seed: int) -> dict[str, Any]:
     train, test = jia.load_setting(dataset, scale, validation=False)
     dense, sparse, mask, _ = jia.originals(dataset, train, scale, seed)
     split = jia.make_split(train, test, "random", seed)
-    init = initialisation(dataset, train.sample_shape, seed)
-    config = PruneConfig(epochs=scale.epochs, lr=scale.lr, batch_size=64, rewind_epoch=1)
-    clean = prune(
-        method="omp", model=init, train=split.retain, sparsity=scale.sparsity, config=config
-    )
+    init = jia.initialisation(dataset, train.sample_shape, seed)
+    # The same OMP pipeline from the same initialisation, on D_r alone.
+    _, clean, clean_mask, clean_seconds = jia.originals(dataset, split.retain, scale, seed)
     rows = {
         "original (dense)": jia.metrics(dense, split),
         "original (sparse)": jia.metrics(sparse, split),
@@ -125,7 +109,7 @@ def trial(dataset: str, seed: int) -> dict[str, Any]:
         REFERENCES[1]: retrain(init, None, split, seed, fresh=False),
         REFERENCES[2]: retrain(sparse, mask, split, seed, fresh=True),
         REFERENCES[3]: retrain(init, mask, split, seed, fresh=False),
-        REFERENCES[4]: {**jia.metrics(clean.model, split), "seconds": clean.seconds},
+        REFERENCES[4]: {**jia.metrics(clean, split), "seconds": clean_seconds},
     }
     for row in rows.values():
         row["advantage"] = (100.0 - row["UA"]) - row["TA"]
@@ -134,7 +118,7 @@ def trial(dataset: str, seed: int) -> dict[str, Any]:
         "dataset": dataset,
         "seed": seed,
         "forget": len(split.forget),
-        "mask_overlap": overlap(mask, clean.mask),
+        "mask_overlap": overlap(mask, clean_mask),
         "rows": rows,
     }
 
