@@ -847,9 +847,6 @@ def refine(
             refined[key] = sorted(set(refined.get(key, [])) | set(picks))
     out["refined"] = refined
     out["refine_factors"] = REFINE
-    sparse = set(out.get("searched_modes", {}).get("sparse", []))
-    if "sparse" in modes:
-        out.setdefault("searched_modes", {})["sparse"] = sorted(sparse | set(methods))
     return out
 
 
