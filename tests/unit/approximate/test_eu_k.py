@@ -9,7 +9,13 @@ from torch import nn
 from obliviate.errors import ConfigError
 from obliviate.models import build_model
 from obliviate.strategies.approximate import EUk, EUkConfig, LabelledData
-from obliviate.strategies.approximate.eu_k import _column_std, fold_standardisation, split_head
+from obliviate.strategies.approximate.data import default_loss
+from obliviate.strategies.approximate.eu_k import (
+    _column_std,
+    _with_forget_term,
+    fold_standardisation,
+    split_head,
+)
 from obliviate.testing import assert_models_equal, model_parameters
 from tests.unit.approximate.helpers import accuracy, trained
 
@@ -65,6 +71,70 @@ def test_the_same_seed_gives_the_same_model_and_another_seed_another() -> None:
     assert_models_equal(runs[0].model, runs[1].model)
     with pytest.raises(AssertionError):
         assert_models_equal(runs[0].model, runs[2].model)
+
+
+def _forget_probabilities(model: nn.Module, data: LabelledData) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.softmax(model(data.features), dim=1)
+
+
+def test_a_zero_forget_weight_is_the_papers_eu_k_bitwise() -> None:
+    setup = trained()
+    runs = [
+        EUk(config).unlearn(model=setup.model, forget=setup.forget, retain=setup.retain, seed=5)
+        for config in (
+            EUkConfig(layers=1, epochs=3),
+            EUkConfig(layers=1, epochs=3, forget_weight=0.0, forget_loss="ascent"),
+        )
+    ]
+    assert_models_equal(runs[0].model, runs[1].model)
+    assert runs[1].evidence["forget_weight"] == 0.0
+
+
+def test_the_entropy_term_flattens_the_forget_predictions_and_keeps_the_retain_set() -> None:
+    setup = trained()
+    common = {"layers": 1, "epochs": 20, "lr": 0.1}
+    plain, flat, again = (
+        EUk(EUkConfig(**common, forget_weight=w)).unlearn(  # type: ignore[arg-type]
+            model=setup.model, forget=setup.forget, retain=setup.retain, seed=2
+        )
+        for w in (0.0, 1.0, 1.0)
+    )
+    entropy = {
+        name: float(-(p * p.log()).sum(dim=1).mean())
+        for name, p in (
+            ("plain", _forget_probabilities(plain.model, setup.forget)),
+            ("flat", _forget_probabilities(flat.model, setup.forget)),
+        )
+    }
+    assert entropy["flat"] > entropy["plain"] + 0.1, entropy
+    assert accuracy(flat.model, setup.retain) >= 0.9
+    assert flat.evidence["forget_weight"] == 1.0
+    assert_models_equal(flat.model, again.model)  # the forget batches come from the seed
+
+
+def test_the_ascent_term_raises_the_forget_loss() -> None:
+    setup = trained()
+    losses = []
+    for weight in (0.0, 0.05):
+        result = EUk(
+            EUkConfig(layers=1, epochs=20, lr=0.1, forget_weight=weight, forget_loss="ascent")
+        ).unlearn(model=setup.model, forget=setup.forget, retain=setup.retain, seed=2)
+        with torch.no_grad():
+            outputs = result.model(setup.forget.features)
+        losses.append(float(nn.functional.cross_entropy(outputs, setup.forget.labels)))
+        assert accuracy(result.model, setup.retain) >= 0.9
+    assert losses[1] > losses[0] + 0.1, losses
+
+
+def test_the_forget_term_holds_the_mask() -> None:
+    setup = trained()
+    mask = {name: torch.ones_like(p) for name, p in setup.model.named_parameters()}
+    mask["3.weight"][:, ::2] = 0.0
+    result = EUk(EUkConfig(layers=1, epochs=3, forget_weight=0.5)).unlearn(
+        model=setup.model, forget=setup.forget, retain=setup.retain, mask=mask
+    )
+    assert not dict(result.model.named_parameters())["3.weight"][:, ::2].any()
 
 
 def test_folding_the_standardisation_is_exact() -> None:
@@ -150,7 +220,15 @@ def test_more_layers_than_the_model_has_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("layers", 0), ("layers", 1.5), ("standardise", "yes"), ("lr", -1.0), ("epochs", 0)],
+    [
+        ("layers", 0),
+        ("layers", 1.5),
+        ("standardise", "yes"),
+        ("lr", -1.0),
+        ("epochs", 0),
+        ("forget_weight", -0.1),
+        ("forget_loss", "kl"),
+    ],
 )
 def test_invalid_configs_name_the_field(field: str, value: object) -> None:
     with pytest.raises(ConfigError, match=f"{field} must"):
@@ -198,3 +276,20 @@ def test_eu_k_on_a_resnet_retrains_only_its_head(
     head = {name for name in before if name.startswith((changed, "fc."))}
     assert moved == head
     assert result.evidence["standardised"] == standardised
+
+
+@pytest.mark.parametrize("kind", ["entropy", "ascent"])
+@pytest.mark.parametrize("rows", ["mixed", "forget only", "retain only"])
+def test_the_weighted_forget_term_matches_the_generic_one(kind: str, rows: str) -> None:
+    generator = torch.Generator().manual_seed(7)
+    outputs = torch.randn(10, 4, generator=generator, dtype=torch.float64)
+    labels = torch.randint(0, 4, (10,), generator=generator)
+    forget = {"mixed": torch.arange(10) % 3 == 0, "forget only": torch.ones(10, dtype=torch.bool)}
+    labels = torch.where(forget.get(rows, torch.zeros(10, dtype=torch.bool)), -1 - labels, labels)
+
+    def generic(o: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(o, y)
+
+    fast = _with_forget_term(default_loss, weight=0.3, kind=kind)(outputs, labels)
+    slow = _with_forget_term(generic, weight=0.3, kind=kind)(outputs, labels)
+    torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-12)
