@@ -71,10 +71,10 @@ during tuning. Without that file the defaults below are used.
     # half-step learning rates around the small settings' picks (858 s on 2 cores)
     .venv/bin/python benchmarks/approximate_jia.py --refine --jobs 2 \
         --datasets fashion_mnist_subset cifar10_subset
-    # EU-k's forget term from the small settings' picks (about 10 minutes on 2 cores)
+    # EU-k's forget term from the small settings' picks (1,337 s on 2 cores)
     .venv/bin/python benchmarks/approximate_jia.py --knobs --methods eu_k --jobs 2 \
         --datasets fashion_mnist_subset cifar10_subset
-    .venv/bin/python benchmarks/approximate_jia.py --jobs 2          # 94 minutes on 2 cores
+    .venv/bin/python benchmarks/approximate_jia.py --jobs 2          # 78-94 minutes on 2 cores
     .venv/bin/python benchmarks/approximate_jia.py --quick           # a smoke run
 
 Writes benchmarks/results/approximate_jia.{json,md,png}.
