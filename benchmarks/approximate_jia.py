@@ -920,20 +920,7 @@ def refine(
     """
     searched = set(tuned.get("searched", METHOD_ORDER))
     methods = [m for m in methods if m not in STEP_FIELD and m in searched]
-    work = []
-    for d in _largest_first(scale):
-        for c in SCENARIOS:
-            for mode in modes:
-                table = mode_choices(tuned["choices"], d, c, mode)
-                picks = {m: table[m] for m in methods if m in table}
-                work.append((d, c, scale, picks, mode))
-    out = {**tuned, "choices": {k: dict(v) for k, v in tuned["choices"].items()}}
-    refined: dict[str, list[str]] = dict(out.get("refined", {}))
-    for part in _map(refine_scenario, work, jobs):
-        for key, picks in part.items():
-            out["choices"].setdefault(key, {}).update(picks)
-            refined[key] = sorted(set(refined.get(key, [])) | set(picks))
-    out["refined"] = refined
+    out = _revisit(scale, methods, jobs, modes, tuned, refine_scenario, "refined")
     out["refine_factors"] = REFINE
     return out
 
@@ -951,6 +938,26 @@ def knob_search(
     under its own key; ``knob_searched`` records which tables and methods had this search.
     """
     methods = [m for m in methods if m in KNOB_GRID]
+    out = _revisit(scale, methods, jobs, modes, tuned, knob_scenario, "knob_searched")
+    out["knob_grid"] = KNOB_GRID
+    return out
+
+
+def _revisit(
+    scale: Scale,
+    methods: list[str],
+    jobs: int,
+    modes: tuple[str, ...],
+    tuned: dict[str, Any],
+    per_table: Any,
+    record: str,
+) -> dict[str, Any]:
+    """``tuned`` with ``per_table(dataset, scenario, scale, picks, mode)`` run on every table.
+
+    A table's picks are what it runs with (:func:`mode_choices`); what ``per_table`` returns
+    is stored under the table's own key, and ``tuned[record]`` lists, per key, the methods
+    it revisited.
+    """
     work = []
     for d in _largest_first(scale):
         for c in SCENARIOS:
@@ -959,13 +966,12 @@ def knob_search(
                 picks = {m: table[m] for m in methods if m in table}
                 work.append((d, c, scale, picks, mode))
     out = {**tuned, "choices": {k: dict(v) for k, v in tuned["choices"].items()}}
-    searched: dict[str, list[str]] = dict(out.get("knob_searched", {}))
-    for part in _map(knob_scenario, work, jobs):
+    revisited: dict[str, list[str]] = dict(out.get(record, {}))
+    for part in _map(per_table, work, jobs):
         for key, picks in part.items():
             out["choices"].setdefault(key, {}).update(picks)
-            searched[key] = sorted(set(searched.get(key, [])) | set(picks))
-    out["knob_searched"] = searched
-    out["knob_grid"] = KNOB_GRID
+            revisited[key] = sorted(set(revisited.get(key, [])) | set(picks))
+    out[record] = revisited
     return out
 
 
