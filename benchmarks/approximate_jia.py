@@ -955,16 +955,24 @@ def knob_search(
     methods = [m for m in methods if m in KNOB_GRID]
     out = _revisit(scale, methods, jobs, modes, tables, tuned, knob_scenario, "knob_searched")
     out["knob_grid"] = KNOB_GRID
-    keys = sorted(
-        choice_key(d, c, m)
-        for d in scale.train
-        for c in SCENARIOS
-        for m in modes
-        if tables is None or choice_key(d, c, m) in tables
-    )
+    keys = sorted(choice_key(*table) for table in _selected(scale, modes, tables))
     grid = {m: KNOB_GRID[m] for m in methods}
     out["knob_searches"] = [*knob_searches(tuned), {"tables": keys, "grid": grid}]
     return out
+
+
+def _selected(
+    scale: Scale, modes: tuple[str, ...], tables: tuple[str, ...] | None
+) -> list[tuple[str, str, str]]:
+    """The (setting, scenario, mode) tables that ``--refine`` or ``--knobs`` revisits, largest
+    setting first; every table of ``scale`` and ``modes`` unless ``tables`` names some."""
+    return [
+        (d, c, mode)
+        for d in _largest_first(scale)
+        for c in SCENARIOS
+        for mode in modes
+        if tables is None or choice_key(d, c, mode) in tables
+    ]
 
 
 def knob_searches(tuned: dict[str, Any]) -> list[dict[str, Any]]:
@@ -1005,14 +1013,10 @@ def _revisit(
     it revisited.
     """
     work = []
-    for d in _largest_first(scale):
-        for c in SCENARIOS:
-            for mode in modes:
-                if tables is not None and choice_key(d, c, mode) not in tables:
-                    continue
-                table = mode_choices(tuned["choices"], d, c, mode)
-                picks = {m: table[m] for m in methods if m in table}
-                work.append((d, c, scale, picks, mode))
+    for d, c, mode in _selected(scale, modes, tables):
+        table = mode_choices(tuned["choices"], d, c, mode)
+        picks = {m: table[m] for m in methods if m in table}
+        work.append((d, c, scale, picks, mode))
     out = {**tuned, "choices": {k: dict(v) for k, v in tuned["choices"].items()}}
     revisited: dict[str, list[str]] = dict(out.get(record, {}))
     for part in _map(per_table, work, jobs):
@@ -1233,9 +1237,16 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     only = tuple(args.tables) if args.tables else None
-    known = {choice_key(d, c, m) for d in FULL.train for c in SCENARIOS for m in MODES}
+    if only and not (args.refine or args.knobs):
+        raise SystemExit("--tables applies to --refine and --knobs only")
+    # Known = the tables of the chosen --datasets and --modes: a key outside them would
+    # otherwise be skipped without a word.
+    known = {choice_key(d, c, m) for d in scale.train for c in SCENARIOS for m in args.modes}
     if only and not set(only) <= known:
-        raise SystemExit(f"--tables: unknown {sorted(set(only) - known)}; known: {sorted(known)}")
+        raise SystemExit(
+            f"--tables: not among the chosen --datasets and --modes: "
+            f"{sorted(set(only) - known)}; these are: {sorted(known)}"
+        )
     if args.refine:
         if not tuned_file.exists():
             raise SystemExit(f"--refine starts from the tuned picks; {tuned_file} is missing")
