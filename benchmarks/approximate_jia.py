@@ -183,7 +183,7 @@ KNOB_GRID: dict[str, dict[str, tuple[KnobValue, ...]]] = {
     # loss is moot, so a coordinate search could not compare them): scratch runs on six
     # CIFAR-10 subset folds put the useful weights between 0.002 (dense) and 0.02 (sparse);
     # at 0.1 the head singles the forget samples out (UA 66 against Retrain's 54).
-    # Then its step size again, on a ladder of sixth powers of 3 (about x1.2 apart; LR_GRID's
+    # Then its step size again, on a ladder 3^(k/6), x0.577 to x6.24 (about x1.2 apart; LR_GRID's
     # x3 steps and --refine's half steps are too coarse once the forget term is in: on six
     # sparse CIFAR-10 subset folds the head's RA went 83.4 -> 87.1 -> 89.9 -> 93.0 at lr x1,
     # x1.15, x1.3 and x1.5, against Retrain's 88.3).
