@@ -166,6 +166,7 @@ _SEARCH_RECORD = (
     "retrain_seconds",
     "refined_from",
     "knobs_from",
+    "knobs_started_from",
 )
 # ``--refine``: the learning-rate multipliers tried around each pick, half a grid step
 # (LR_GRID's steps are about x3) below and above it.
@@ -178,8 +179,26 @@ KNOB_GRID: dict[str, dict[str, tuple[KnobValue, ...]]] = {
     "l1_sparse": {"gamma": (1e-5, 3e-5, 1e-4, 3e-4, 1e-3)},
     "boundary_shrink": {"epsilon": (0.03, 0.1, 0.3)},
     # NegGrad+ then EU-k: the retain weight of its first phase, then its head epochs (8 by
-    # default, the budget's neighbourhood for EU-k alone).
-    "neggrad_eu_k": {"retain_weight": (0.5, 0.9), "head_epochs": (6, 10, 12)},
+    # default, the budget's neighbourhood for EU-k alone). Then the head's own knobs, as
+    # EU-k's below: weight decay, forget term, step size (0.05 x 3^(k/6), x0.577 to x6.24);
+    # last the ascent phase's epochs and step size (the same ladder, from x0.333). Scratch
+    # runs on the six knob folds of the sparse CIFAR-10 subset (random forgetting) gave the
+    # head EU-k's pick there (lr 0.06, weight decay 2e-3, ascent 0.005) after one NegGrad+
+    # epoch at lr x3: gap 0.90 against EU-k's pick's 1.92 on the same folds; without the
+    # forget term, 2.81.
+    "neggrad_eu_k": {
+        "retain_weight": (0.5, 0.9),
+        "head_epochs": (6, 10, 12),
+        "head_weight_decay": (2e-3, 5e-3, 1e-2),
+        "head_forget_term": tuple(
+            {"head_forget_loss": loss, "head_forget_weight": weight}
+            for loss in ("entropy", "ascent")
+            for weight in (0.001, 0.002, 0.005, 0.01, 0.02, 0.03)
+        ),
+        "head_lr": tuple(0.05 * 3 ** (k / 6) for k in range(-3, 11)),
+        "epochs": (1, 2),
+        "lr": tuple(3 ** (k / 6) for k in range(-6, 11)),
+    },
     # EU-k: the head's weight decay, then its forget term. Weight decay first: on six folds of
     # the sparse Fashion-MNIST subset a stronger decay moved the head's RA (99.4 against
     # Retrain's 97.6) and TA toward Retrain's (x4 and x10: gap 1.05 -> 0.95 and 1.02) and
@@ -207,7 +226,14 @@ KNOB_GRID: dict[str, dict[str, tuple[KnobValue, ...]]] = {
 # subset folds, lr x5.77 wanted ascent 0.02 (gap 0.97; 0.03: 1.52) and lr x3 wanted 0.03
 # (0.43; 0.02: 0.75)), and one pass would stop at the first step size it moves to; its trials
 # cost seconds on cached features, so a second pass is cheap.
-KNOB_PASSES: dict[str, int] = {"eu_k": 2}
+KNOB_PASSES: dict[str, int] = {"eu_k": 2, "neggrad_eu_k": 2}
+# ``--knobs`` starts a method's search from the better of its pick and its pick with another
+# method's setting carried over, where the two share a part: NegGrad+ then EU-k ends with
+# EU-k, so the same table's EU-k pick is a head setting already searched on these folds.
+# (Scratch, sparse CIFAR-10 subset, random, six knob folds: the NegGrad+ then EU-k pick
+# with EU-k's head, one NegGrad+ epoch at lr x3 and ascent 0.005, gave 0.90, where the
+# coordinate search from the pick's default head stopped at 1.31.)
+KNOB_STARTS: dict[str, str] = {"neggrad_eu_k": "eu_k"}
 TRIAL_STRIDE = 100  # trial t runs with seed + 100 t
 # Validation trials per setting. One trial on 6,000 images is noisy at the noise floor's level
 # (stop 16 kept EU-k's 4 epochs at lr x3 on a validation gap of 0.77, and the reported tables
@@ -744,6 +770,26 @@ def run_tuning_grid(
     return chosen
 
 
+def carried_over(
+    name: str, other: str, pick: dict[str, Any], base: dict[str, Any]
+) -> dict[str, Any]:
+    """The settings of ``other``'s ``pick`` that ``name`` shares, as ``name``'s fields.
+
+    Only EU-k's head into NegGrad+ then EU-k's ``head_*`` fields: step size and epochs are
+    multipliers of EU-k's defaults, so they are turned into values here.
+    """
+    if (name, other) != ("neggrad_eu_k", "eu_k"):
+        raise ValueError(f"no carry-over from {other} to {name}")
+    head = configured(base[other], other, setting_of(pick))
+    return {
+        "head_lr": head.lr,
+        "head_epochs": head.epochs,
+        "head_weight_decay": head.weight_decay,
+        "head_forget_loss": head.forget_loss,
+        "head_forget_weight": head.forget_weight,
+    }
+
+
 def search_knobs(search: _Search, name: str, pick: dict[str, Any]) -> dict[str, Any]:
     """``pick`` with each of the method's KNOB_GRID knobs searched in turn, the rest fixed.
 
@@ -771,6 +817,7 @@ def run_knob_search(
     folds: list[Fold],
     scale: Scale,
     picks: dict[str, dict[str, Any]],
+    table: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Per method: its pick with only its KNOB_GRID knobs searched (``--knobs``).
 
@@ -779,13 +826,21 @@ def run_knob_search(
     comparable), and the best is kept by the search's rule, except that a setting over the
     time budget never replaces the pick (the pick was within it when it was searched; a
     retiming here that puts every candidate over is noise, not a reason to go over).
+    With KNOB_STARTS, the search starts from the better of the pick and the pick with the
+    named method's setting in ``table`` (all of the table's picks) carried over.
     """
     search = _Search(folds=folds, scale=scale)
     chosen: dict[str, Any] = {}
     for name, pick in picks.items():
         start = setting_of(pick)
         again = search.trial(name, start)
-        best = search_knobs(search, name, again)
+        begin = again
+        other = KNOB_STARTS.get(name)
+        carried: dict[str, Any] = {}
+        if other and table and other in table:
+            carried = carried_over(name, other, table[other], search.base)
+            begin = search.best([again, search.trial(name, {**start, **carried})])
+        best = search_knobs(search, name, begin)
         if best["time_ratio"] > TUNING_BUDGET:
             best = again
         chosen[name] = {
@@ -796,6 +851,12 @@ def run_knob_search(
                 "time_ratio": again["time_ratio"],
             },
         }
+        if carried:
+            chosen[name]["knobs_started_from"] = {
+                "carried_from": other,
+                **carried,
+                "gap": search.trial(name, {**start, **carried})["gap"],
+            }
         print(dataset, scenario, name, chosen[name], flush=True)
     return chosen
 
@@ -893,22 +954,38 @@ def tune_scenario(
 
 
 def knob_scenario(
-    dataset: str, scenario: str, scale: Scale, picks: dict[str, dict[str, Any]], mode: str
+    dataset: str,
+    scenario: str,
+    scale: Scale,
+    picks: dict[str, dict[str, Any]],
+    mode: str,
+    table: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """``picks`` with their knobs searched (:func:`run_knob_search`) in one table."""
     seeds = None if dataset in VALIDATION_SEEDS else KNOB_SEEDS  # the 50,000 keep theirs
     folds = validation_folds(dataset, scenario, scale, mode, seeds)
     return {
         choice_key(dataset, scenario, mode): run_knob_search(
-            dataset=dataset, scenario=scenario, folds=folds, scale=scale, picks=picks
+            dataset=dataset,
+            scenario=scenario,
+            folds=folds,
+            scale=scale,
+            picks=picks,
+            table=table,
         )
     }
 
 
 def refine_scenario(
-    dataset: str, scenario: str, scale: Scale, picks: dict[str, dict[str, Any]], mode: str
+    dataset: str,
+    scenario: str,
+    scale: Scale,
+    picks: dict[str, dict[str, Any]],
+    mode: str,
+    table: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """``picks`` refined (:func:`run_refinement`) in one scenario and mode of a setting."""
+    """``picks`` refined (:func:`run_refinement`) in one scenario and mode of a setting
+    (``table``, the table's other picks, plays no part)."""
     folds = validation_folds(dataset, scenario, scale, mode)
     return {
         choice_key(dataset, scenario, mode): run_refinement(
@@ -1034,7 +1111,7 @@ def _revisit(
     per_table: Any,
     record: str,
 ) -> dict[str, Any]:
-    """``tuned`` with ``per_table(dataset, scenario, scale, picks, mode)`` run on every table
+    """``tuned`` with ``per_table(dataset, scenario, scale, picks, mode, table)`` on every table
     (only those whose :func:`choice_key` is in ``tables`` when it is given).
 
     A table's picks are what it runs with (:func:`mode_choices`); what ``per_table`` returns
@@ -1045,7 +1122,7 @@ def _revisit(
     for d, c, mode in _selected(scale, modes, tables):
         table = mode_choices(tuned["choices"], d, c, mode)
         picks = {m: table[m] for m in methods if m in table}
-        work.append((d, c, scale, picks, mode))
+        work.append((d, c, scale, picks, mode, table))
     out = {**tuned, "choices": {k: dict(v) for k, v in tuned["choices"].items()}}
     revisited: dict[str, list[str]] = dict(out.get(record, {}))
     for part in _map(per_table, work, jobs):

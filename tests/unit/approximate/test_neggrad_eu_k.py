@@ -156,10 +156,35 @@ def test_the_head_config_carries_every_head_field() -> None:
         head_momentum=0.5,
         head_weight_decay=0.0,
         standardise=False,
+        head_forget_weight=0.25,
+        head_forget_loss="ascent",
     )
     assert config.head() == EUkConfig(
-        layers=3, lr=0.2, epochs=7, batch_size=64, momentum=0.5, weight_decay=0.0, standardise=False
+        layers=3,
+        lr=0.2,
+        epochs=7,
+        batch_size=64,
+        momentum=0.5,
+        weight_decay=0.0,
+        standardise=False,
+        forget_weight=0.25,
+        forget_loss="ascent",
     )
+
+
+def test_the_head_forget_term_reaches_the_forget_set_and_is_off_at_weight_0() -> None:
+    setup = trained()
+    common = {"layers": 1, "head_epochs": 20, "head_lr": 0.1, "head_forget_loss": "ascent"}
+    plain, off, ascended = (
+        NegGradEUk(NegGradEUkConfig(**common, head_forget_weight=w)).unlearn(  # type: ignore[arg-type]
+            model=setup.model, forget=setup.forget, retain=setup.retain, seed=2
+        )
+        for w in (0.0, 0.0, 0.05)
+    )
+    assert_models_equal(plain.model, off.model)
+    assert _loss(ascended.model, setup.forget) > _loss(plain.model, setup.forget) + 0.1
+    assert accuracy(ascended.model, setup.retain) >= 0.9
+    assert ascended.evidence["forget_weight"] == 0.05
 
 
 @pytest.mark.parametrize(
@@ -177,6 +202,8 @@ def test_the_head_config_carries_every_head_field() -> None:
         ("head_momentum", 1.0),
         ("head_weight_decay", -1.0),
         ("standardise", "yes"),
+        ("head_forget_weight", -0.1),
+        ("head_forget_loss", "hinge"),
         ("lr", -1.0),
         ("epochs", 0),
     ],

@@ -31,7 +31,8 @@ Our implementation:
    held. A loss that becomes NaN or infinite is a :class:`~obliviate.errors.TrainingError`.
 2. Phase 2 is EU-k with the ``head_*`` settings (:func:`~.eu_k.retrain_head`): the last
    ``layers`` weight layers are re-initialised and trained on the retain set's features
-   from the scrubbed body.
+   from the scrubbed body, with EU-k's optional forget term (``head_forget_weight``,
+   ``head_forget_loss``) on the forget set's features.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from torch import Tensor, nn
 from obliviate.errors import TrainingError
 from obliviate.strategies.approximate._config import (
     MethodConfig,
+    check_choice,
     check_non_negative,
     check_positive,
     check_positive_int,
@@ -57,7 +59,12 @@ from obliviate.strategies.approximate._config import (
 from obliviate.strategies.approximate._loop import MaskedSGD
 from obliviate.strategies.approximate.base import METHODS, UnlearningMethod
 from obliviate.strategies.approximate.data import LabelledData, LossFn
-from obliviate.strategies.approximate.eu_k import EUkConfig, retrain_head, split_head
+from obliviate.strategies.approximate.eu_k import (
+    FORGET_LOSSES,
+    EUkConfig,
+    retrain_head,
+    split_head,
+)
 
 __all__ = ["NegGradEUk", "NegGradEUkConfig"]
 
@@ -82,6 +89,9 @@ class NegGradEUkConfig(MethodConfig):
         head_momentum: EU-k's SGD momentum.
         head_weight_decay: EU-k's SGD L2 penalty.
         standardise: EU-k standardises the head's input features (see :class:`EUkConfig`).
+        head_forget_weight: weight of EU-k's forget term (see :class:`EUkConfig`); 0 trains
+            the head on the retain set alone.
+        head_forget_loss: EU-k's forget term, ``"entropy"`` or ``"ascent"``.
     """
 
     kind: ClassVar[str] = "neggrad_eu_k_config"
@@ -100,6 +110,8 @@ class NegGradEUkConfig(MethodConfig):
     head_momentum: float = 0.9
     head_weight_decay: float = 5e-4
     standardise: bool = True
+    head_forget_weight: float = 0.0
+    head_forget_loss: str = "entropy"
 
     def _problems(self) -> list[str]:
         problems = sgd_problems(self)
@@ -113,6 +125,8 @@ class NegGradEUkConfig(MethodConfig):
         check_non_negative(problems, "head_weight_decay", self.head_weight_decay)
         if not isinstance(self.standardise, bool):
             problems.append(f"standardise must be a bool; got {self.standardise!r}")
+        check_non_negative(problems, "head_forget_weight", self.head_forget_weight)
+        check_choice(problems, "head_forget_loss", self.head_forget_loss, FORGET_LOSSES)
         return problems
 
     def head(self) -> EUkConfig:
@@ -125,6 +139,8 @@ class NegGradEUkConfig(MethodConfig):
             momentum=self.head_momentum,
             weight_decay=self.head_weight_decay,
             standardise=self.standardise,
+            forget_weight=self.head_forget_weight,
+            forget_loss=self.head_forget_loss,
         )
 
 
@@ -168,6 +184,7 @@ class NegGradEUk(UnlearningMethod):
             generator=generator,
             mask=mask,
             note=self.note,
+            forget=forget,
         )
         return scrubbed + passes, {
             **evidence,
