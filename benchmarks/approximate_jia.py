@@ -54,7 +54,9 @@ the pick again beside them on the same validation trials, and keeps the best by 
 the grid's x3 steps can straddle a good setting. ``--knobs`` searches only the methods'
 KNOB_GRID knobs, starting from each table's pick and measuring the pick again beside them
 (for knobs added after the picks were made: EU-k's forget term, then its weight decay, then
-its finer step size), on six validation trials in the small settings (three could not tell
+its finer step size; NegGrad+ then EU-k's head knobs, epochs and finer step size, starting
+from the better of its pick and its pick with the table's EU-k head, KNOB_STARTS), on six
+validation trials in the small settings (three could not tell
 the settings apart), never taking a setting over the time budget in place of the pick;
 ``--tables`` limits ``--refine`` and ``--knobs`` to some tables (keys as in the tuned file).
 It writes
@@ -86,6 +88,10 @@ during tuning. Without that file the defaults below are used.
     .venv/bin/python benchmarks/approximate_jia.py --knobs --methods eu_k --jobs 2 \
         --datasets fashion_mnist_subset cifar10_subset --tables fashion_mnist_subset/random/sparse \
         cifar10_subset/random/sparse
+    # NegGrad+ then EU-k's knobs on the sparse CIFAR-10 subset's random table (1,524 s; run
+    # again with KNOB_STARTS, from the first run's pick or EU-k's head, whichever was better)
+    .venv/bin/python benchmarks/approximate_jia.py --knobs --methods neggrad_eu_k --jobs 2 \
+        --datasets cifar10_subset --tables cifar10_subset/random/sparse
     .venv/bin/python benchmarks/approximate_jia.py --jobs 2          # 78-94 minutes on 2 cores
     # the two subsets with EU-k and NegGrad+ then EU-k only (3,284 s on a slower 2-core machine)
     .venv/bin/python benchmarks/approximate_jia.py --jobs 2 --datasets fashion_mnist_subset \
