@@ -847,7 +847,8 @@ def run_knob_search(
         carried: dict[str, Any] = {}
         if other and table and other in table:
             carried = carried_over(name, other, table[other], search.base)
-            begin = search.best([again, search.trial(name, {**start, **carried})])
+            from_carried = search.trial(name, {**start, **carried})
+            begin = search.best([again, from_carried])
         best = search_knobs(search, name, begin)
         if best["time_ratio"] > TUNING_BUDGET:
             best = again
@@ -863,7 +864,7 @@ def run_knob_search(
             chosen[name]["knobs_started_from"] = {
                 "carried_from": other,
                 **carried,
-                "gap": search.trial(name, {**start, **carried})["gap"],
+                "gap": from_carried["gap"],
             }
         print(dataset, scenario, name, chosen[name], flush=True)
     return chosen
