@@ -90,6 +90,7 @@ during tuning. Without that file the defaults below are used.
         cifar10_subset/random/sparse
     # NegGrad+ then EU-k's knobs on the sparse CIFAR-10 subset's random table (1,524 s; run
     # again with KNOB_STARTS, from the first run's pick or EU-k's head, whichever was better)
+    # (a sixth time with CARRY_KNOBS: 1,351 s; its pick was not kept, see CARRY_KNOBS)
     .venv/bin/python benchmarks/approximate_jia.py --knobs --methods neggrad_eu_k --jobs 2 \
         --datasets cifar10_subset --tables cifar10_subset/random/sparse
     .venv/bin/python benchmarks/approximate_jia.py --jobs 2          # 78-94 minutes on 2 cores
@@ -108,6 +109,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -242,6 +244,20 @@ KNOB_PASSES: dict[str, int] = {"eu_k": 2, "neggrad_eu_k": 2}
 # the carried-over head measured 3.56 with the pick's two NegGrad+ epochs at lr x2.5, so the
 # search went on from the pick: 1.15.)
 KNOB_STARTS: dict[str, str] = {"neggrad_eu_k": "eu_k"}
+# The carried-over start's own settings searched before it is compared with the pick: the
+# pick's ascent phase (epochs, step size) was searched with another head, and the carried
+# head wants its own (the 3.56 above is EU-k's head after two epochs at lr x2.5; the 0.90 is
+# the same head after one at x3). Epochs and step size jointly, as the first search does.
+# (The sixth knob search, the first with this, on a 2-core AMD EPYC: the carried head
+# measured 3.18, and 1.48 with its ascent phase searched (2 epochs at x0.69; one epoch at x3
+# measured worse there). The pick measured 1.26 but timed at 10.5% of Retrain's time, so the
+# search took head weight decay 5e-3 in place of 1e-2 (1.72 at 8.7%), a change that costs no
+# time; its pick was not kept, see docs/methods/pruning.md.)
+CARRY_KNOBS: dict[str, tuple[dict[str, float | str], ...]] = {
+    "neggrad_eu_k": tuple(
+        {"epochs": epochs, "lr": 3 ** (k / 6)} for epochs in (1, 2) for k in range(-6, 11)
+    ),
+}
 TRIAL_STRIDE = 100  # trial t runs with seed + 100 t
 # Validation trials per setting. One trial on 6,000 images is noisy at the noise floor's level
 # (stop 16 kept EU-k's 4 epochs at lr x3 on a validation gap of 0.77, and the reported tables
@@ -807,15 +823,22 @@ def search_knobs(search: _Search, name: str, pick: dict[str, Any]) -> dict[str, 
     """
     for _ in range(KNOB_PASSES.get(name, 1)):
         for knob, values in KNOB_GRID.get(name, {}).items():
-            start = setting_of(pick)
-            tried = [pick]
-            for value in values:
-                change = value if isinstance(value, dict) else {knob: value}
-                current = {k: start.get(k, getattr(search.base[name], k)) for k in change}
-                if change != current:
-                    tried.append(search.trial(name, {**start, **change}))
-            pick = search.best(tried)
+            changes = [value if isinstance(value, dict) else {knob: value} for value in values]
+            pick = search_changes(search, name, pick, changes)
     return pick
+
+
+def search_changes(
+    search: _Search, name: str, pick: dict[str, Any], changes: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """The best of ``pick`` and ``pick`` with each of ``changes`` applied, the rest fixed."""
+    start = setting_of(pick)
+    tried = [pick]
+    for change in changes:
+        current = {k: start.get(k, getattr(search.base[name], k)) for k in change}
+        if change != current:
+            tried.append(search.trial(name, {**start, **change}))
+    return search.best(tried)
 
 
 def run_knob_search(
@@ -835,7 +858,8 @@ def run_knob_search(
     time budget never replaces the pick (the pick was within it when it was searched; a
     retiming here that puts every candidate over is noise, not a reason to go over).
     With KNOB_STARTS, the search starts from the better of the pick and the pick with the
-    named method's setting in ``table`` (all of the table's picks) carried over.
+    named method's setting in ``table`` (all of the table's picks) carried over, the latter
+    with its CARRY_KNOBS searched first.
     """
     search = _Search(folds=folds, scale=scale)
     chosen: dict[str, Any] = {}
@@ -848,7 +872,8 @@ def run_knob_search(
         if other and table and other in table:
             carried = carried_over(name, other, table[other], search.base)
             from_carried = search.trial(name, {**start, **carried})
-            begin = search.best([again, from_carried])
+            carried_best = search_changes(search, name, from_carried, CARRY_KNOBS.get(name, ()))
+            begin = search.best([again, carried_best])
         best = search_knobs(search, name, begin)
         if best["time_ratio"] > TUNING_BUDGET:
             best = again
@@ -865,6 +890,10 @@ def run_knob_search(
                 "carried_from": other,
                 **carried,
                 "gap": from_carried["gap"],
+                "searched": {
+                    **{k: v for k, v in setting_of(carried_best).items() if k in ("lr", "epochs")},
+                    "gap": carried_best["gap"],
+                },
             }
         print(dataset, scenario, name, chosen[name], flush=True)
     return chosen
