@@ -253,9 +253,11 @@ KNOB_STARTS: dict[str, str] = {"neggrad_eu_k": "eu_k"}
 # measured worse there). The pick measured 1.26 but timed at 10.5% of Retrain's time, so the
 # search took head weight decay 5e-3 in place of 1e-2 (1.72 at 8.7%), a change that costs no
 # time; its pick was not kept, see docs/methods/pruning.md.)
-CARRY_KNOBS: dict[str, tuple[dict[str, float | str], ...]] = {
+CARRY_KNOBS: dict[str, tuple[dict[str, KnobValue], ...]] = {
     "neggrad_eu_k": tuple(
-        {"epochs": epochs, "lr": 3 ** (k / 6)} for epochs in (1, 2) for k in range(-6, 11)
+        {"epochs": epochs, "lr": lr}
+        for epochs in KNOB_GRID["neggrad_eu_k"]["epochs"]
+        for lr in KNOB_GRID["neggrad_eu_k"]["lr"]
     ),
 }
 TRIAL_STRIDE = 100  # trial t runs with seed + 100 t
@@ -868,12 +870,23 @@ def run_knob_search(
         again = search.trial(name, start)
         begin = again
         other = KNOB_STARTS.get(name)
-        carried: dict[str, Any] = {}
+        started_from: dict[str, Any] | None = None
         if other and table and other in table:
             carried = carried_over(name, other, table[other], search.base)
             from_carried = search.trial(name, {**start, **carried})
-            carried_best = search_changes(search, name, from_carried, CARRY_KNOBS.get(name, ()))
+            carry_knobs = CARRY_KNOBS.get(name, ())
+            carried_best = search_changes(search, name, from_carried, carry_knobs)
             begin = search.best([again, carried_best])
+            searched = {k for change in carry_knobs for k in change}
+            started_from = {
+                "carried_from": other,
+                **carried,
+                "gap": from_carried["gap"],
+                "searched": {
+                    **{k: v for k, v in setting_of(carried_best).items() if k in searched},
+                    "gap": carried_best["gap"],
+                },
+            }
         best = search_knobs(search, name, begin)
         if best["time_ratio"] > TUNING_BUDGET:
             best = again
@@ -885,16 +898,8 @@ def run_knob_search(
                 "time_ratio": again["time_ratio"],
             },
         }
-        if carried:
-            chosen[name]["knobs_started_from"] = {
-                "carried_from": other,
-                **carried,
-                "gap": from_carried["gap"],
-                "searched": {
-                    **{k: v for k, v in setting_of(carried_best).items() if k in ("lr", "epochs")},
-                    "gap": carried_best["gap"],
-                },
-            }
+        if started_from is not None:
+            chosen[name]["knobs_started_from"] = started_from
         print(dataset, scenario, name, chosen[name], flush=True)
     return chosen
 
