@@ -56,8 +56,9 @@ KNOB_GRID knobs, starting from each table's pick and measuring the pick again be
 (for knobs added after the picks were made: EU-k's forget term, then its weight decay, then
 its finer step size; NegGrad+ then EU-k's head knobs, epochs and finer step size, starting
 from the better of its pick and its pick with the table's EU-k head, KNOB_STARTS), on six
-validation trials in the small settings (three could not tell
-the settings apart), never taking a setting over the time budget in place of the pick;
+validation trials in the small settings (three could not tell the settings apart;
+``--knob-folds`` sets how many), never taking a setting over the time budget in place of
+the pick;
 ``--tables`` limits ``--refine`` and ``--knobs`` to some tables (keys as in the tuned file).
 It writes
 results/approximate_jia_tuned.json; the reported run reads it and never sees its own numbers
@@ -93,6 +94,9 @@ during tuning. Without that file the defaults below are used.
     # (a sixth time with CARRY_KNOBS: 1,351 s; its pick was not kept, see CARRY_KNOBS)
     .venv/bin/python benchmarks/approximate_jia.py --knobs --methods neggrad_eu_k --jobs 2 \
         --datasets cifar10_subset --tables cifar10_subset/random/sparse
+    # EU-k's knobs there again on twelve validation trials (seeds 1-12; 747 s, pick kept)
+    .venv/bin/python benchmarks/approximate_jia.py --knobs --methods eu_k --jobs 2 \
+        --datasets cifar10_subset --tables cifar10_subset/random/sparse --knob-folds 12
     .venv/bin/python benchmarks/approximate_jia.py --jobs 2          # 78-94 minutes on 2 cores
     # the two subsets with EU-k and NegGrad+ then EU-k only (3,284 s on a slower 2-core machine)
     .venv/bin/python benchmarks/approximate_jia.py --jobs 2 --datasets fashion_mnist_subset \
@@ -112,6 +116,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -525,7 +530,7 @@ def references(
     seed: int,
 ) -> list[dict[str, Any]]:
     """Retrain (the reference), a second Retrain with another seed, and the original."""
-    common = {"original": original, "mask": mask, "split": split, "scale": scale}
+    common: dict[str, Any] = {"original": original, "mask": mask, "split": split, "scale": scale}
     return [
         retrain_row(**common, seed=seed),
         retrain_row(**common, seed=seed + 1000, name=NOISE_FLOOR),
@@ -1003,9 +1008,11 @@ def knob_scenario(
     picks: dict[str, dict[str, Any]],
     mode: str,
     table: dict[str, dict[str, Any]] | None = None,
+    *,
+    knob_seeds: tuple[int, ...] = KNOB_SEEDS,
 ) -> dict[str, Any]:
     """``picks`` with their knobs searched (:func:`run_knob_search`) in one table."""
-    seeds = None if dataset in VALIDATION_SEEDS else KNOB_SEEDS  # the 50,000 keep theirs
+    seeds = None if dataset in VALIDATION_SEEDS else knob_seeds  # the 50,000 keep theirs
     folds = validation_folds(dataset, scenario, scale, mode, seeds)
     return {
         choice_key(dataset, scenario, mode): run_knob_search(
@@ -1092,19 +1099,22 @@ def knob_search(
     modes: tuple[str, ...],
     tuned: dict[str, Any],
     tables: tuple[str, ...] | None = None,
+    knob_seeds: tuple[int, ...] = KNOB_SEEDS,
 ) -> dict[str, Any]:
     """``tuned`` with the KNOB_GRID knobs of ``methods`` searched from each table's pick.
 
     Like :func:`refine`, a table starts from the picks it runs with and stores the result
-    under its own key; ``knob_searched`` records which tables and methods had this search.
+    under its own key; ``knob_searched`` records which tables and methods had this search,
+    and ``knob_searches`` its grid, passes and the small settings' validation seeds.
     """
     methods = [m for m in methods if m in KNOB_GRID]
-    out = _revisit(scale, methods, jobs, modes, tables, tuned, knob_scenario, "knob_searched")
+    per_table = partial(knob_scenario, knob_seeds=knob_seeds)
+    out = _revisit(scale, methods, jobs, modes, tables, tuned, per_table, "knob_searched")
     out["knob_grid"] = KNOB_GRID
     keys = sorted(choice_key(*table) for table in _selected(scale, modes, tables))
     grid = {m: KNOB_GRID[m] for m in methods}
     passes = {m: KNOB_PASSES.get(m, 1) for m in methods}
-    search = {"tables": keys, "grid": grid, "passes": passes}
+    search = {"tables": keys, "grid": grid, "passes": passes, "seeds": list(knob_seeds)}
     out["knob_searches"] = [*knob_searches(tuned), search]
     return out
 
@@ -1366,6 +1376,12 @@ def main() -> None:
         help="only these tables for --refine and --knobs (keys as in the tuned file, e.g. "
         "cifar10_subset/random/sparse); the others keep their picks",
     )
+    parser.add_argument(
+        "--knob-folds",
+        type=int,
+        default=len(KNOB_SEEDS),
+        help="validation trials (seeds 1..N) --knobs searches the small settings on",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--trials", type=int, default=None, help="override the scale's trials")
     parser.add_argument("--jobs", type=int, default=1, help="(dataset, trial) runs in parallel")
@@ -1386,6 +1402,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     only = tuple(args.tables) if args.tables else None
+    if args.knob_folds < 1:
+        raise SystemExit(f"--knob-folds must be at least 1; got {args.knob_folds}")
     if only and not (args.refine or args.knobs):
         raise SystemExit("--tables applies to --refine and --knobs only")
     # Known = the tables of the chosen --datasets and --modes: a key outside them would
@@ -1408,18 +1426,21 @@ def main() -> None:
         if not tuned_file.exists():
             raise SystemExit(f"--knobs starts from the tuned picks; {tuned_file} is missing")
         previous = json.loads(tuned_file.read_text())
-        tuned = knob_search(scale, args.methods, args.jobs, tuple(args.modes), previous, only)
+        knob_seeds = tuple(range(1, args.knob_folds + 1))
+        tuned = knob_search(
+            scale, args.methods, args.jobs, tuple(args.modes), previous, only, knob_seeds
+        )
         tuned_file.write_text(json.dumps(clean_json(tuned), indent=2))
         print(f"wrote {tuned_file} in {time.perf_counter() - started:.0f} s")
         return
     if args.tune:
         tuned = tune(scale, args.methods, args.jobs, tuple(args.modes))
-        partial = (
+        some = (
             set(args.methods) != set(METHOD_ORDER)
             or set(args.datasets) != set(FULL.train)
             or set(args.modes) != set(MODES)
         )
-        if tuned_file.exists() and partial:
+        if tuned_file.exists() and some:
             tuned = merged(json.loads(tuned_file.read_text()), tuned)
         tuned_file.write_text(json.dumps(clean_json(tuned), indent=2))
         print(f"wrote {tuned_file} in {time.perf_counter() - started:.0f} s")
@@ -1543,13 +1564,14 @@ def _knob_searched(tuned: dict[str, Any]) -> str:
     steps = "; then ".join(
         f"{', '.join(_searched_grid(m, g, search) for m, g in search['grid'].items())} for "
         f"{', '.join(search['tables'])}"
+        f" (validation seeds {search.get('seeds', list(KNOB_SEEDS))})"
         for search in searches
     )
     return (
-        f" Then (--knobs) the methods' own knobs searched from the picks above: {steps}; on "
-        f"six validation trials (seeds {list(KNOB_SEEDS)}), the picks measured again beside "
-        "them, the best kept by the same rule except that a setting over the time budget never "
-        "replaced a pick; other tables run without them."
+        f" Then (--knobs) the methods' own knobs searched from the picks above: {steps}; the "
+        "small settings on the validation trials named (the 50,000-image one on its own), the "
+        "picks measured again beside them, the best kept by the same rule except that a "
+        "setting over the time budget never replaced a pick; other tables run without them."
     )
 
 
