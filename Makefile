@@ -29,6 +29,7 @@ check: $(VENV)/.dev
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy benchmarks
 
 test: check
 	./scripts/install-chromium.sh

@@ -39,7 +39,7 @@ RESULTS = HERE / "results"
 DATA = HERE.parents[1] / "shared" / "data"
 # (label, zoo kind, options): small shards, where one-at-a-time training is bound by
 # per-step overhead, and wider ones, where it is bound by arithmetic.
-MODELS = [
+MODELS: list[tuple[str, str, dict[str, Any]]] = [
     ("mlp-32", "mlp", {"hidden": (32,)}),
     ("mlp-128", "mlp", {"hidden": (128,)}),
     ("cnn-8/16", "cnn", {"channels": (8, 16), "hidden": 32}),
@@ -188,7 +188,7 @@ def main() -> None:
             measure(label, kind, options, args.shards, 20, config, 1)  # warm-up (vmap, kernels)
             results.append(measure(label, kind, options, args.shards, per_shard, config, pairs))
             print(label, batch, f"{results[-1]['median_ratio']:.2f}x", flush=True)
-    report = {
+    report: dict[str, Any] = {
         "conditions": {
             "torch_threads": args.threads,
             "cpu_count": os.cpu_count(),

@@ -213,7 +213,7 @@ def approximate_part(
     for seed in setup.seeds:
         original, _, _ = trainer.train("original", seed)
         reference, ref_seconds, ref_passes = trainer.train("retrain", seed)
-        common = dict(
+        common: dict[str, Any] = dict(
             reference=from_module(reference),
             forget=forget,
             retain=retain,

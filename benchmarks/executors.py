@@ -118,7 +118,7 @@ def main() -> None:
     finally:
         pool.close()
         shutil.rmtree(scratch, ignore_errors=True)
-    report = {
+    report: dict[str, Any] = {
         "conditions": {
             "cpu_count": os.cpu_count(),
             "workers": args.workers,

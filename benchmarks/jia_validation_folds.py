@@ -49,7 +49,12 @@ def fold_rows(
     out: dict[str, list[dict[str, Any]]] = {}
     for mode, model, model_mask in (("dense", dense, None), ("sparse", sparse, mask)):
         picks = jia.mode_choices(choices, dataset, SCENARIO, mode)
-        common = {"original": model, "mask": model_mask, "split": split, "seed": seed}
+        common: dict[str, Any] = {
+            "original": model,
+            "mask": model_mask,
+            "split": split,
+            "seed": seed,
+        }
         rows = [jia.retrain_row(**common, scale=scale)]
         for name in methods:
             config = jia.configured(base[name], name, picks.get(name))

@@ -59,7 +59,7 @@ def harmonic(n: int) -> float:
 
 
 def capacity(*, shards: int, slices: int, runs: int) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for budget in range(1, slices + 1):
         seqs = cyclic(slices=slices, budget=budget)
         everything = simulate_absorbed(shards=shards, sequences=seqs, runs=runs, seed=budget)
@@ -138,7 +138,7 @@ def real_model(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             return float("nan")
         return float((labels == probe.labels).mean())
 
-    curve = [{"deleted": 0, "s3t": accuracy(s3t)}]
+    curve: list[dict[str, Any]] = [{"deleted": 0, "s3t": accuracy(s3t)}]
     walls, rollbacks = [], []
     for k, victim in enumerate(victims, start=1):
         start = time.perf_counter()
@@ -189,7 +189,7 @@ def real_model(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     sisa = ws.train(name="sisa", dataset="mnist", config=sisa_cfg, model_factory=factory)
     out["sisa_fit_seconds"] = time.perf_counter() - t0
     curve[0]["sisa"] = accuracy(sisa)
-    passes = 0
+    passes = 0.0
     for point in curve[1:]:
         k = point["deleted"]
         batch = victims[k - args.every : k]

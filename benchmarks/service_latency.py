@@ -149,7 +149,7 @@ def main() -> None:
         m: statistics.median(t["completion_seconds"] for t in trials if t["model"] == m)
         for m in ("sisa", "retrain")
     }
-    data = {
+    data: dict[str, Any] = {
         "benchmark": "service_latency",
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "conditions": {

@@ -173,7 +173,7 @@ def main() -> None:
         and at_target["p99_ms"] <= 50
         and at_target["statuses"] == {"202": at_target["sent"]}
     )
-    data = {
+    data: dict[str, Any] = {
         "benchmark": "service_throughput",
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "conditions": {
