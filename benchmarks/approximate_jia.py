@@ -1387,6 +1387,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="(dataset, trial) runs in parallel")
     parser.add_argument("--out", type=Path, default=RESULTS / "approximate_jia")
     args = parser.parse_args()
+    if args.knob_folds < 1:
+        raise SystemExit(f"--knob-folds must be at least 1; got {args.knob_folds}")
     torch.set_num_threads(1)  # one thread per process is fastest on a shared 2-core machine
     scale_name = "quick" if args.quick else args.scale
     scale = SCALES[scale_name]
@@ -1402,8 +1404,6 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     only = tuple(args.tables) if args.tables else None
-    if args.knob_folds < 1:
-        raise SystemExit(f"--knob-folds must be at least 1; got {args.knob_folds}")
     if only and not (args.refine or args.knobs):
         raise SystemExit("--tables applies to --refine and --knobs only")
     # Known = the tables of the chosen --datasets and --modes: a key outside them would
@@ -1435,12 +1435,12 @@ def main() -> None:
         return
     if args.tune:
         tuned = tune(scale, args.methods, args.jobs, tuple(args.modes))
-        some = (
+        partial_tune = (
             set(args.methods) != set(METHOD_ORDER)
             or set(args.datasets) != set(FULL.train)
             or set(args.modes) != set(MODES)
         )
-        if tuned_file.exists() and some:
+        if tuned_file.exists() and partial_tune:
             tuned = merged(json.loads(tuned_file.read_text()), tuned)
         tuned_file.write_text(json.dumps(clean_json(tuned), indent=2))
         print(f"wrote {tuned_file} in {time.perf_counter() - started:.0f} s")

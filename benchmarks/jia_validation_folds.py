@@ -14,7 +14,7 @@ original's row: how far the validation original's TA sits from its Retrain's is 
 which a validation setting can differ from the reported one.
 
     .venv/bin/python benchmarks/jia_validation_folds.py --jobs 2   # about 6 minutes on 2 cores
-    # twelve folds no search has seen, the CIFAR-10 subset only (407 s on 2 cores)
+    # twelve folds no search has seen, the CIFAR-10 subset only (207 s on 2 cores)
     .venv/bin/python benchmarks/jia_validation_folds.py --jobs 2 --datasets cifar10_subset \
         --first-seed 21 --folds 12 --out benchmarks/results/jia_validation_folds_21_32
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import sys
 import time
@@ -144,7 +145,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def _shown(gap: float) -> str:
-    return "-" if gap != gap else f"{gap:.2f}"  # NaN: none of the search's folds ran
+    return "-" if math.isnan(gap) else f"{gap:.2f}"  # NaN: none of the search's folds ran
 
 
 def main() -> None:
